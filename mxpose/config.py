@@ -1,0 +1,199 @@
+"""Experiment configuration: defaults as an EasyDict tree, merged with a YAML file.
+
+``load_config(path)`` starts from :func:`default_config`, merges the YAML on top and
+rejects keys the defaults do not have (a typo must not silently train the wrong thing).
+Sections whose content is free-form (a custom skeleton definition, model kwargs) are
+listed in ``_OPEN_KEYS`` and merged without that check.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+from typing import Iterable, Optional
+
+from easydict import EasyDict
+
+__all__ = ["default_config", "load_config", "merge_config", "apply_overrides",
+           "save_config", "ConfigError"]
+
+
+class ConfigError(ValueError):
+    """An unknown key, a wrong type or an unreadable config file."""
+
+
+def default_config() -> EasyDict:
+    """The full default tree. Every key a YAML file may set is here."""
+    c = {
+        "name": "default",
+        "data": {
+            "db": "data/mpii.db",          # the DB tools/mpi_parse.py writes by default
+            "train_split": "train",
+            "val_split": "val",
+            # Layout the network predicts; the DB's own layout is converted to it.
+            # A name from mxpose.skeleton or a full definition dict.
+            "skeleton": "openpose_mpi15",
+            "num_workers": 2,
+            "sample_per": "person",        # 'person' (CMU main-person samples) or 'image'
+        },
+        "aug": {
+            "input_size": 368,             # square crop fed to the network (px)
+            "target_dist": 0.6,
+            "scale_min": 0.5,
+            "scale_max": 1.1,
+            "scale_ref": 368.0,            # person_scale = bbox_h / scale_ref (COCO)
+            "max_rotate": 40.0,            # degrees, U(-max, max)
+            "center_perturb": 40.0,        # px, U(-p, p) per axis
+            "flip_prob": 0.5,
+            "pad_value": 128,
+            "min_keypoints": 5,            # CMU main-person filter
+            "min_area": 1024.0,            # 32^2
+            "min_center_dist": 0.3,        # x max(w, h) from an already chosen person
+            "outside": "keep",             # keypoints leaving the crop: 'keep' renders
+                                           # what falls on the map; 'drop' unlabels them
+            "enabled": True,
+        },
+        "targets": {
+            "stride": 8,
+            "sigma": 7.0,                  # heatmap Gaussian sigma in input px
+            "paf_width": 1.0,              # limb half-width in grid cells
+            "heatmap_merge": "max",        # 'max' or 'sum_clip' (CMU)
+            "mode": "centered",            # 'centered' (cell g at stride*g+(stride-1)/2)
+                                           # or 'cmu' (exact caffe_train reproduction)
+            "use_masks": True,
+        },
+        "model": {
+            "name": "cpm_vgg19",
+            "kwargs": {},                  # free-form, passed to get_model
+            "pretrained_base": "",         # local backbone params file, '' = random init
+        },
+        "train": {
+            "batch_size": 10,              # per device
+            "optimizer": "sgd",
+            "lr": 4e-5,
+            "momentum": 0.9,
+            "wd": 5e-4,
+            "lr_mult": {},                 # parameter-name regex -> multiplier
+            "lr_steps": [136106],
+            "lr_factor": 0.333,
+            "warmup_iters": 0,
+            "clip_gradient": 0.0,          # 0 = off
+            "max_iters": 600000,
+            "save_every": 200,             # iterations
+            "log_every": 20,
+            "max_bad_steps": 20,           # non-finite losses in a row before stopping
+            "seed": 0,
+            "workdir": "work",
+            "prefix": "",                  # '' = <workdir>/<name>/<model.name>
+            "amp": False,
+            "val_every": 0,
+            "val_images": 50,
+        },
+        "test": {
+            "scales": [1.0],
+            "flip": False,
+            "boxsize": 368,
+            "thre1": 0.1,
+            "thre2": 0.05,
+            "min_parts": 4,
+            "min_score": 0.4,
+        },
+    }
+    return EasyDict(c)
+
+
+# Keys whose values are free-form mappings (no unknown-key check below them).
+_OPEN_KEYS = {("model", "kwargs"), ("train", "lr_mult"), ("data", "skeleton")}
+
+
+def merge_config(base: dict, update: dict, path=()) -> dict:
+    """Recursively merge ``update`` into ``base`` (in place), rejecting unknown keys."""
+    for k, v in update.items():
+        here = path + (k,)
+        dotted = ".".join(here)
+        if k not in base:
+            near = ", ".join(sorted(base))
+            raise ConfigError(f"unknown config key {dotted!r} (valid here: {near})")
+        if here in _OPEN_KEYS:
+            base[k] = EasyDict(v) if isinstance(v, dict) else v
+        elif isinstance(base[k], dict):
+            if not isinstance(v, dict):
+                raise ConfigError(f"config key {dotted!r} must be a mapping, got {v!r}")
+            merge_config(base[k], v, here)
+        else:
+            base[k] = _coerce(base[k], v, dotted)
+    return base
+
+
+def _coerce(old, new, dotted):
+    if old is None or new is None:
+        return new
+    if isinstance(old, bool):
+        if not isinstance(new, bool):
+            raise ConfigError(f"config key {dotted!r} must be true/false, got {new!r}")
+        return new
+    if isinstance(old, (int, float)) and not isinstance(old, bool):
+        if isinstance(new, bool) or not isinstance(new, (int, float)):
+            raise ConfigError(f"config key {dotted!r} must be a number, got {new!r}")
+        return float(new) if isinstance(old, float) else new
+    if isinstance(old, str) and not isinstance(new, str):
+        raise ConfigError(f"config key {dotted!r} must be a string, got {new!r}")
+    if isinstance(old, list) and not isinstance(new, (list, tuple)):
+        raise ConfigError(f"config key {dotted!r} must be a list, got {new!r}")
+    return new
+
+
+def load_config(path: Optional[str] = None, overrides: Iterable[str] = ()) -> EasyDict:
+    """Defaults, merged with the YAML at ``path`` (if given), then ``key=value`` overrides.
+
+    Raises :class:`ConfigError` with the file name for a missing/unparsable file or an
+    unknown key.
+    """
+    cfg = default_config()
+    if path:
+        import yaml
+        if not os.path.isfile(path):
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            with open(path) as f:
+                data = yaml.safe_load(f) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: top level must be a mapping")
+        try:
+            merge_config(cfg, data)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
+        if "name" not in data:
+            cfg.name = os.path.splitext(os.path.basename(path))[0]
+    apply_overrides(cfg, overrides)
+    return cfg
+
+
+def apply_overrides(cfg: dict, overrides: Iterable[str]) -> dict:
+    """Apply ``section.key=value`` strings (value parsed as YAML) to ``cfg``."""
+    import yaml
+    for item in overrides or ():
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        key, val = item.split("=", 1)
+        parts = key.strip().split(".")
+        upd = yaml.safe_load(val)
+        for p in reversed(parts):
+            upd = {p: upd}
+        merge_config(cfg, upd)
+    return cfg
+
+
+def save_config(cfg: dict, path: str):
+    """Write the resolved config as YAML, atomically."""
+    import yaml
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        yaml.safe_dump(json.loads(json.dumps(cfg)), f, sort_keys=False)
+    os.replace(tmp, path)
+
+
+def to_plain(cfg) -> dict:
+    return copy.deepcopy(json.loads(json.dumps(cfg)))

@@ -1,0 +1,486 @@
+"""Keypoint layouts defined by name.
+
+A :class:`Skeleton` names its keypoints, its limbs (pairs of keypoint names)
+and its left/right flip pairs.  Every index array the rest of the library
+uses (limb endpoints, flip permutations, PAF channel permutations, OKS sigmas)
+is derived once here, from the names, so nothing positional can drift away
+from the layout it belongs to.
+
+Shipped layouts
+---------------
+``coco``             the 17 COCO keypoints in COCO order, with OKS sigmas.
+``openpose_coco18``  OpenPose's 18-point body (COCO + neck), 19 CMU limbs.
+``mpii``             the 16 MPII joints in MPII id order, 15 limbs.
+``openpose_mpi15``   OpenPose's 15-part MPI body (MPII + chest), 14 limbs.
+
+A new layout can be defined from a plain dict (e.g. an experiment YAML) with
+:meth:`Skeleton.from_dict` and made available by name with
+:func:`register_skeleton`.
+"""
+from __future__ import annotations
+
+import json
+from typing import Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+__all__ = [
+    "Skeleton", "SkeletonError", "get_skeleton", "register_skeleton",
+    "list_skeletons", "convert", "list_conversions", "register_conversion",
+]
+
+
+class SkeletonError(ValueError):
+    """An invalid skeleton definition or an unknown skeleton/conversion."""
+
+
+class Skeleton:
+    """A keypoint layout: names, limbs and flip pairs, with derived indices.
+
+    Parameters
+    ----------
+    name : str
+        Registry name, e.g. ``"openpose_coco18"``.
+    keypoints : sequence of str
+        Keypoint names in channel order (K of them).
+    limbs : sequence of (str, str)
+        Limbs as (from, to) keypoint names, in PAF channel order (L of them).
+    flip_pairs : sequence of (str, str)
+        Left/right keypoint pairs swapped by a horizontal flip.
+    sigmas : mapping str -> float, optional
+        Per-keypoint OKS sigmas keyed by name (all keypoints or none).
+    no_start_limbs : sequence of (str, str), optional
+        Limbs that may connect two people's parts but must never start a new
+        person during assembly (CMU's ear-shoulder limbs).
+
+    Attributes
+    ----------
+    num_keypoints : int
+        K.
+    num_limbs : int
+        L.
+    limb_index : ndarray, int32, (L, 2)
+        Keypoint indices of each limb's endpoints.
+    flip_index : ndarray, int32, (K,)
+        ``flipped[k] = original[flip_index[k]]`` after a horizontal flip.
+    limb_flip_index : ndarray, int32, (L,)
+        PAF limb permutation under a horizontal flip; see
+        :meth:`flip_paf_channels`.
+    limb_flip_sign : ndarray, float32, (L,)
+        -1 where the flipped limb runs from the image of the original limb's
+        ``to`` end (so its PAF direction reverses), else +1.
+    """
+
+    def __init__(self, name: str, keypoints: Sequence[str],
+                 limbs: Sequence[Sequence[str]], flip_pairs: Sequence[Sequence[str]] = (),
+                 sigmas: Optional[Mapping[str, float]] = None,
+                 no_start_limbs: Sequence[Sequence[str]] = ()):
+        self.name = str(name)
+        self.keypoints: Tuple[str, ...] = tuple(str(k) for k in keypoints)
+        self.limbs: Tuple[Tuple[str, str], ...] = tuple(self._pair(p, "limb") for p in limbs)
+        self.flip_pairs: Tuple[Tuple[str, str], ...] = tuple(
+            self._pair(p, "flip pair") for p in flip_pairs)
+        self.no_start_limbs: Tuple[Tuple[str, str], ...] = tuple(
+            self._pair(p, "no-start limb") for p in no_start_limbs)
+        self.sigmas: Optional[Dict[str, float]] = (
+            None if sigmas is None else {str(k): float(v) for k, v in dict(sigmas).items()})
+        self._validate()
+        self._derive()
+
+    # -- construction -----------------------------------------------------------------
+    def _pair(self, p, what):
+        if isinstance(p, str) or len(p) != 2:
+            raise SkeletonError(f"skeleton {self.name!r}: {what} {p!r} must be a pair of names")
+        return (str(p[0]), str(p[1]))
+
+    def _validate(self):
+        where = f"skeleton {self.name!r}"
+        if not self.keypoints:
+            raise SkeletonError(f"{where}: no keypoints")
+        if len(set(self.keypoints)) != len(self.keypoints):
+            dup = sorted({k for k in self.keypoints if self.keypoints.count(k) > 1})
+            raise SkeletonError(f"{where}: duplicate keypoint names {dup}")
+        known = set(self.keypoints)
+
+        def check(pairs, what):
+            for a, b in pairs:
+                for n in (a, b):
+                    if n not in known:
+                        raise SkeletonError(f"{where}: {what} ({a}, {b}) names unknown keypoint {n!r}")
+                if a == b and what != "flip pair":
+                    raise SkeletonError(f"{where}: {what} ({a}, {b}) joins a keypoint to itself")
+
+        check(self.limbs, "limb")
+        check(self.flip_pairs, "flip pair")
+        check(self.no_start_limbs, "no-start limb")
+        if len(set(self.limbs)) != len(self.limbs):
+            raise SkeletonError(f"{where}: duplicate limbs")
+        for l in self.no_start_limbs:
+            if l not in self.limbs:
+                raise SkeletonError(f"{where}: no-start limb {l} is not one of the limbs")
+        seen = {}
+        for a, b in self.flip_pairs:
+            for n, m in ((a, b), (b, a)):
+                if n in seen and seen[n] != m:
+                    # A keypoint mapped to two partners makes the flip no involution.
+                    raise SkeletonError(
+                        f"{where}: flip is not an involution: {n!r} pairs with both "
+                        f"{seen[n]!r} and {m!r}")
+                seen[n] = m
+        if self.sigmas is not None:
+            missing = known - set(self.sigmas)
+            extra = set(self.sigmas) - known
+            if missing or extra:
+                raise SkeletonError(
+                    f"{where}: sigmas must be keyed by keypoint name; missing {sorted(missing)}, "
+                    f"unknown {sorted(extra)}")
+
+    def _derive(self):
+        idx = {k: i for i, k in enumerate(self.keypoints)}
+        self._index = idx
+        self.num_keypoints = len(self.keypoints)
+        self.num_limbs = len(self.limbs)
+        self.limb_index = np.array([[idx[a], idx[b]] for a, b in self.limbs],
+                                   dtype=np.int32).reshape(-1, 2)
+        flip = np.arange(self.num_keypoints, dtype=np.int32)
+        for a, b in self.flip_pairs:
+            flip[idx[a]], flip[idx[b]] = idx[b], idx[a]
+        self.flip_index = flip
+        # A flip maps limb (a, b) to (flip a, flip b), which is either a limb as listed or
+        # one listed the other way round (then its PAF points the other way).
+        lf = np.arange(self.num_limbs, dtype=np.int32)
+        sign = np.ones(self.num_limbs, dtype=np.float32)
+        limb_pos = {l: i for i, l in enumerate(self.limbs)}
+        for i, (a, b) in enumerate(self.limbs):
+            fa, fb = self.keypoints[flip[idx[a]]], self.keypoints[flip[idx[b]]]
+            if (fa, fb) in limb_pos:
+                lf[i] = limb_pos[(fa, fb)]
+            elif (fb, fa) in limb_pos:
+                lf[i] = limb_pos[(fb, fa)]
+                sign[i] = -1.0
+            else:
+                raise SkeletonError(
+                    f"skeleton {self.name!r}: limb ({a}, {b}) flips to ({fa}, {fb}), "
+                    "which is not a limb: flip pairs and limbs disagree")
+        self.limb_flip_index = lf
+        self.limb_flip_sign = sign
+        self.no_start_limb_index = np.array(
+            [limb_pos[l] for l in self.no_start_limbs], dtype=np.int32)
+        self.sigma_array = (None if self.sigmas is None else
+                            np.array([self.sigmas[k] for k in self.keypoints], dtype=np.float32))
+
+    # -- lookups ----------------------------------------------------------------------
+    def index(self, name: str) -> int:
+        """Channel index of keypoint ``name``."""
+        try:
+            return self._index[name]
+        except KeyError:
+            raise SkeletonError(
+                f"skeleton {self.name!r} has no keypoint {name!r}; it has {list(self.keypoints)}"
+            ) from None
+
+    @property
+    def num_heatmaps(self) -> int:
+        """K + 1 heatmap channels (background last)."""
+        return self.num_keypoints + 1
+
+    @property
+    def num_pafs(self) -> int:
+        """2L PAF channels (x at 2l, y at 2l+1)."""
+        return 2 * self.num_limbs
+
+    def heatmap_flip_index(self) -> np.ndarray:
+        """(K+1,) channel permutation of a flipped heatmap stack (background stays)."""
+        return np.concatenate([self.flip_index, [self.num_keypoints]]).astype(np.int32)
+
+    def paf_flip_index(self) -> Tuple[np.ndarray, np.ndarray]:
+        """Channel permutation and per-channel sign for a horizontally flipped PAF stack.
+
+        Returns
+        -------
+        index : ndarray, int32, (2L,)
+        sign : ndarray, float32, (2L,)
+            ``flipped_pafs[c] = sign[c] * mirror(pafs[index[c]])``: the x component of
+            a mirrored field changes sign, and a limb that maps onto a limb listed the
+            other way round changes sign in both components.
+        """
+        index = np.empty(2 * self.num_limbs, dtype=np.int32)
+        sign = np.empty(2 * self.num_limbs, dtype=np.float32)
+        for i in range(self.num_limbs):
+            j = self.limb_flip_index[i]
+            s = self.limb_flip_sign[i]
+            index[2 * j], index[2 * j + 1] = 2 * i, 2 * i + 1
+            sign[2 * j], sign[2 * j + 1] = -s, s
+        return index, sign
+
+    def flip_keypoints(self, kpts: np.ndarray, width: float) -> np.ndarray:
+        """Mirror keypoints ``(..., K, 3)`` horizontally in an image of ``width`` pixels.
+
+        Uses the pixel-centre convention ``x' = width - 1 - x`` (0-based pixel centres), and
+        swaps left/right channels. Unlabelled entries (v == 0) keep their zeros.
+        """
+        out = np.array(kpts, dtype=np.float32, copy=True)[..., self.flip_index, :]
+        lab = out[..., 2] > 0
+        out[..., 0] = np.where(lab, (width - 1.0) - out[..., 0], out[..., 0])
+        return out
+
+    def to_dict(self) -> dict:
+        """Plain JSON-serialisable definition (round-trips through :meth:`from_dict`)."""
+        d = {"name": self.name, "keypoints": list(self.keypoints),
+             "limbs": [list(l) for l in self.limbs],
+             "flip_pairs": [list(p) for p in self.flip_pairs]}
+        if self.no_start_limbs:
+            d["no_start_limbs"] = [list(l) for l in self.no_start_limbs]
+        if self.sigmas is not None:
+            d["sigmas"] = dict(self.sigmas)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "Skeleton":
+        """Build a skeleton from a plain mapping (as read from YAML or JSON)."""
+        allowed = {"name", "keypoints", "limbs", "flip_pairs", "sigmas", "no_start_limbs"}
+        unknown = set(d) - allowed
+        if unknown:
+            raise SkeletonError(f"skeleton definition has unknown keys {sorted(unknown)}; "
+                                f"allowed: {sorted(allowed)}")
+        for req in ("name", "keypoints", "limbs"):
+            if req not in d:
+                raise SkeletonError(f"skeleton definition lacks {req!r}")
+        return cls(d["name"], d["keypoints"], d["limbs"], d.get("flip_pairs", ()),
+                   d.get("sigmas"), d.get("no_start_limbs", ()))
+
+    def __eq__(self, other):
+        return isinstance(other, Skeleton) and self.to_dict() == other.to_dict()
+
+    def __hash__(self):
+        return hash(self.to_json())
+
+    def __repr__(self):
+        return (f"Skeleton({self.name!r}, K={self.num_keypoints}, L={self.num_limbs}, "
+                f"flip_pairs={len(self.flip_pairs)})")
+
+
+# ---------------------------------------------------------------------------------------
+# Shipped layouts
+# ---------------------------------------------------------------------------------------
+_COCO_KEYPOINTS = ("nose", "l_eye", "r_eye", "l_ear", "r_ear", "l_shoulder", "r_shoulder",
+                   "l_elbow", "r_elbow", "l_wrist", "r_wrist", "l_hip", "r_hip", "l_knee",
+                   "r_knee", "l_ankle", "r_ankle")
+# COCO keypoint evaluation sigmas (pycocotools' COCOeval defaults), by name.
+_COCO_SIGMAS = {"nose": .026, "l_eye": .025, "r_eye": .025, "l_ear": .035, "r_ear": .035,
+                "l_shoulder": .079, "r_shoulder": .079, "l_elbow": .072, "r_elbow": .072,
+                "l_wrist": .062, "r_wrist": .062, "l_hip": .107, "r_hip": .107,
+                "l_knee": .087, "r_knee": .087, "l_ankle": .089, "r_ankle": .089}
+_LR = ("eye", "ear", "shoulder", "elbow", "wrist", "hip", "knee", "ankle")
+
+# The COCO annotation file's own skeleton (1-based in the JSON), by name.
+_COCO_LIMBS = (("l_ankle", "l_knee"), ("l_knee", "l_hip"), ("r_ankle", "r_knee"),
+               ("r_knee", "r_hip"), ("l_hip", "r_hip"), ("l_shoulder", "l_hip"),
+               ("r_shoulder", "r_hip"), ("l_shoulder", "r_shoulder"),
+               ("l_shoulder", "l_elbow"), ("r_shoulder", "r_elbow"), ("l_elbow", "l_wrist"),
+               ("r_elbow", "r_wrist"), ("l_eye", "r_eye"), ("nose", "l_eye"),
+               ("nose", "r_eye"), ("l_eye", "l_ear"), ("r_eye", "r_ear"),
+               ("l_ear", "l_shoulder"), ("r_ear", "r_shoulder"))
+
+_OP18_KEYPOINTS = ("nose", "neck", "r_shoulder", "r_elbow", "r_wrist", "l_shoulder",
+                   "l_elbow", "l_wrist", "r_hip", "r_knee", "r_ankle", "l_hip", "l_knee",
+                   "l_ankle", "r_eye", "l_eye", "r_ear", "l_ear")
+# CMU's limb order, which is also the PAF channel order of the released COCO model.
+_OP18_LIMBS = (("neck", "r_hip"), ("r_hip", "r_knee"), ("r_knee", "r_ankle"),
+               ("neck", "l_hip"), ("l_hip", "l_knee"), ("l_knee", "l_ankle"),
+               ("neck", "r_shoulder"), ("r_shoulder", "r_elbow"), ("r_elbow", "r_wrist"),
+               ("r_shoulder", "r_ear"), ("neck", "l_shoulder"), ("l_shoulder", "l_elbow"),
+               ("l_elbow", "l_wrist"), ("l_shoulder", "l_ear"), ("neck", "nose"),
+               ("nose", "r_eye"), ("nose", "l_eye"), ("r_eye", "r_ear"), ("l_eye", "l_ear"))
+# The neck-of-the-OKS sigma is borrowed from the shoulders: COCO has no neck.
+_OP18_SIGMAS = dict(_COCO_SIGMAS, neck=_COCO_SIGMAS["l_shoulder"])
+
+_MPII_KEYPOINTS = ("r_ankle", "r_knee", "r_hip", "l_hip", "l_knee", "l_ankle", "pelvis",
+                   "thorax", "upper_neck", "head_top", "r_wrist", "r_elbow", "r_shoulder",
+                   "l_shoulder", "l_elbow", "l_wrist")
+_MPII_LIMBS = (("r_ankle", "r_knee"), ("r_knee", "r_hip"), ("r_hip", "pelvis"),
+               ("pelvis", "l_hip"), ("l_hip", "l_knee"), ("l_knee", "l_ankle"),
+               ("pelvis", "thorax"), ("thorax", "upper_neck"), ("upper_neck", "head_top"),
+               ("r_wrist", "r_elbow"), ("r_elbow", "r_shoulder"), ("r_shoulder", "thorax"),
+               ("thorax", "l_shoulder"), ("l_shoulder", "l_elbow"), ("l_elbow", "l_wrist"))
+# OKS sigmas for MPII joints, as commonly used to report COCO-style AP on MPII
+# (mapped by body part from the COCO sigmas; head/neck/torso from the shoulders/hips).
+_MPII_SIGMAS = {"r_ankle": .089, "r_knee": .087, "r_hip": .107, "l_hip": .107,
+                "l_knee": .087, "l_ankle": .089, "pelvis": .107, "thorax": .079,
+                "upper_neck": .079, "head_top": .079, "r_wrist": .062, "r_elbow": .072,
+                "r_shoulder": .079, "l_shoulder": .079, "l_elbow": .072, "l_wrist": .062}
+
+_MPI15_KEYPOINTS = ("head_top", "upper_neck", "r_shoulder", "r_elbow", "r_wrist",
+                    "l_shoulder", "l_elbow", "l_wrist", "r_hip", "r_knee", "r_ankle",
+                    "l_hip", "l_knee", "l_ankle", "chest")
+# OpenPose's MPI pairs (POSE_MPI_PAIRS), also the PAF channel order of its MPI model.
+_MPI15_LIMBS = (("head_top", "upper_neck"), ("upper_neck", "r_shoulder"),
+                ("r_shoulder", "r_elbow"), ("r_elbow", "r_wrist"),
+                ("upper_neck", "l_shoulder"), ("l_shoulder", "l_elbow"),
+                ("l_elbow", "l_wrist"), ("upper_neck", "chest"), ("chest", "r_hip"),
+                ("r_hip", "r_knee"), ("r_knee", "r_ankle"), ("chest", "l_hip"),
+                ("l_hip", "l_knee"), ("l_knee", "l_ankle"))
+_MPI15_SIGMAS = dict({k: _MPII_SIGMAS[k] for k in _MPI15_KEYPOINTS if k != "chest"},
+                     chest=.107)
+
+
+def _lr_pairs(names: Iterable[str]):
+    names = set(names)
+    return tuple((f"l_{p}", f"r_{p}") for p in _LR if f"l_{p}" in names and f"r_{p}" in names)
+
+
+_REGISTRY: Dict[str, Skeleton] = {}
+
+
+def register_skeleton(skel: "Skeleton | Mapping", overwrite: bool = False) -> Skeleton:
+    """Make a skeleton available by name; accepts a :class:`Skeleton` or a plain dict."""
+    if not isinstance(skel, Skeleton):
+        skel = Skeleton.from_dict(skel)
+    if skel.name in _REGISTRY and not overwrite and _REGISTRY[skel.name] != skel:
+        raise SkeletonError(f"a different skeleton named {skel.name!r} is already registered")
+    _REGISTRY[skel.name] = skel
+    return skel
+
+
+def get_skeleton(name_or_def) -> Skeleton:
+    """Return a skeleton by registry name, or build one from a definition dict."""
+    if isinstance(name_or_def, Skeleton):
+        return name_or_def
+    if isinstance(name_or_def, Mapping):
+        return Skeleton.from_dict(name_or_def)
+    try:
+        return _REGISTRY[name_or_def]
+    except KeyError:
+        raise SkeletonError(
+            f"unknown skeleton {name_or_def!r}; known: {sorted(_REGISTRY)} "
+            "(define new ones in the experiment YAML under data.skeleton)") from None
+
+
+def list_skeletons():
+    return sorted(_REGISTRY)
+
+
+register_skeleton(Skeleton("coco", _COCO_KEYPOINTS, _COCO_LIMBS, _lr_pairs(_COCO_KEYPOINTS),
+                           _COCO_SIGMAS))
+register_skeleton(Skeleton("openpose_coco18", _OP18_KEYPOINTS, _OP18_LIMBS,
+                           _lr_pairs(_OP18_KEYPOINTS), _OP18_SIGMAS,
+                           no_start_limbs=(("r_shoulder", "r_ear"), ("l_shoulder", "l_ear"))))
+register_skeleton(Skeleton("mpii", _MPII_KEYPOINTS, _MPII_LIMBS, _lr_pairs(_MPII_KEYPOINTS),
+                           _MPII_SIGMAS))
+register_skeleton(Skeleton("openpose_mpi15", _MPI15_KEYPOINTS, _MPI15_LIMBS,
+                           _lr_pairs(_MPI15_KEYPOINTS), _MPI15_SIGMAS))
+
+
+# ---------------------------------------------------------------------------------------
+# Conversions between layouts, on (N, K, 3) arrays of x, y, v
+# ---------------------------------------------------------------------------------------
+_CONVERSIONS: Dict[Tuple[str, str], Callable[[np.ndarray], np.ndarray]] = {}
+
+
+def register_conversion(src: str, dst: str, fn: Callable[[np.ndarray], np.ndarray]):
+    """Register ``fn((N, K_src, 3)) -> (N, K_dst, 3)`` as the conversion src -> dst."""
+    _CONVERSIONS[(src, dst)] = fn
+
+
+def list_conversions():
+    return sorted(_CONVERSIONS)
+
+
+def _as_people(kpts, skel: Skeleton) -> np.ndarray:
+    a = np.asarray(kpts, dtype=np.float32)
+    squeeze = a.ndim == 2
+    if squeeze:
+        a = a[None]
+    if a.ndim != 3 or a.shape[1:] != (skel.num_keypoints, 3):
+        raise SkeletonError(f"expected keypoints of shape (N, {skel.num_keypoints}, 3) for "
+                            f"skeleton {skel.name!r}, got {np.shape(kpts)}")
+    return a
+
+
+def _midpoint(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Mid-point of two (N, 3) keypoints: labelled only when both are, visible (2) only
+    when both are visible, otherwise labelled occluded (1)."""
+    out = np.zeros_like(a)
+    both = (a[:, 2] > 0) & (b[:, 2] > 0)
+    out[both, :2] = 0.5 * (a[both, :2] + b[both, :2])
+    vis = both & (a[:, 2] >= 2) & (b[:, 2] >= 2)
+    out[both, 2] = np.where(vis[both], 2.0, 1.0)
+    return out
+
+
+def _by_name(src: Skeleton, dst: Skeleton, derived: Mapping[str, Callable] = {}):
+    def fn(kpts):
+        a = _as_people(kpts, src)
+        out = np.zeros((a.shape[0], dst.num_keypoints, 3), dtype=np.float32)
+        for j, name in enumerate(dst.keypoints):
+            if name in derived:
+                out[:, j] = derived[name](a)
+            elif name in src._index:
+                out[:, j] = a[:, src._index[name]]
+        return out
+    return fn
+
+
+def _mid(skel: Skeleton, n1: str, n2: str):
+    i, j = skel.index(n1), skel.index(n2)
+    return lambda a: _midpoint(a[:, i], a[:, j])
+
+
+def _extrapolate(skel: Skeleton, through: str, away_from: str):
+    """2*through - away_from, with the same labelling rule as a mid-point."""
+    i, j = skel.index(through), skel.index(away_from)
+
+    def f(a):
+        m = _midpoint(a[:, i], a[:, j])
+        lab = m[:, 2] > 0
+        m[lab, :2] = 2 * a[lab, i, :2] - a[lab, j, :2]
+        return m
+    return f
+
+
+def _install_conversions():
+    coco, op18 = _REGISTRY["coco"], _REGISTRY["openpose_coco18"]
+    mpii, mpi15 = _REGISTRY["mpii"], _REGISTRY["openpose_mpi15"]
+    register_conversion("coco", "openpose_coco18",
+                        _by_name(coco, op18, {"neck": _mid(coco, "l_shoulder", "r_shoulder")}))
+    register_conversion("openpose_coco18", "coco", _by_name(op18, coco))
+    register_conversion("mpii", "openpose_mpi15",
+                        _by_name(mpii, mpi15, {"chest": _mid(mpii, "pelvis", "thorax")}))
+
+    # MPI-15 has no pelvis/thorax: pelvis is estimated as the mid-hip and the thorax as
+    # the point beyond the chest symmetric to it (chest = mid(pelvis, thorax) inverted).
+    def to_mpii(kpts):
+        a = _as_people(kpts, mpi15)
+        out = _by_name(mpi15, mpii)(a)
+        pelvis = _mid(mpi15, "l_hip", "r_hip")(a)
+        out[:, mpii.index("pelvis")] = pelvis
+        c = a[:, mpi15.index("chest")]
+        thorax = _midpoint(c, pelvis)
+        lab = thorax[:, 2] > 0
+        thorax[lab, :2] = 2 * c[lab, :2] - pelvis[lab, :2]
+        out[:, mpii.index("thorax")] = thorax
+        return out
+    register_conversion("openpose_mpi15", "mpii", to_mpii)
+
+
+_install_conversions()
+
+
+def convert(kpts: np.ndarray, src, dst) -> np.ndarray:
+    """Convert people ``(N, K_src, 3)`` (or one person ``(K_src, 3)``) from layout ``src``
+    to ``dst``. Same-layout conversion returns a float32 copy."""
+    s, d = get_skeleton(src), get_skeleton(dst)
+    a = np.asarray(kpts, dtype=np.float32)
+    single = a.ndim == 2
+    if s == d:
+        return _as_people(a, s).copy()[0 if single else slice(None)]
+    try:
+        fn = _CONVERSIONS[(s.name, d.name)]
+    except KeyError:
+        raise SkeletonError(f"no conversion from {s.name!r} to {d.name!r}; available: "
+                            f"{list_conversions()}") from None
+    out = fn(_as_people(a, s))
+    return out[0] if single else out
