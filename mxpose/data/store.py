@@ -463,5 +463,26 @@ class PoseDB:
                           "keypoints_labelled": n_kp, "ignore_regions": n_reg}
         return out
 
+    def people_table(self, split: Optional[str] = None) -> dict:
+        """All people of a split in one query, for building sample indices.
+
+        Returns a dict of flat arrays over people, ordered by (image id, person id):
+        ``image_id`` int64, ``num_keypoints`` int32, ``bbox`` (P, 4), ``area``, ``scale``,
+        ``center`` (P, 2) float32 (NaN where unknown), ``is_crowd`` bool.
+        """
+        q = ("SELECT p.image_id, p.num_keypoints, p.bbox_x, p.bbox_y, p.bbox_w, p.bbox_h, "
+             "p.area, p.scale, p.center_x, p.center_y, p.is_crowd FROM people p")
+        args = ()
+        if split is not None:
+            q += " JOIN images i ON p.image_id=i.id WHERE i.split=?"
+            args = (split,)
+        rows = self._con().execute(q + " ORDER BY p.image_id, p.id", args).fetchall()
+        a = np.array([[np.nan if v is None else v for v in r] for r in rows],
+                     dtype=np.float64).reshape(len(rows), 11)
+        return {"image_id": a[:, 0].astype(np.int64), "num_keypoints": a[:, 1].astype(np.int32),
+                "bbox": a[:, 2:6].astype(np.float32), "area": a[:, 6].astype(np.float32),
+                "scale": a[:, 7].astype(np.float32), "center": a[:, 8:10].astype(np.float32),
+                "is_crowd": a[:, 10] > 0}
+
     def integrity_check(self) -> str:
         return self._con().execute("PRAGMA integrity_check").fetchone()[0]

@@ -1,0 +1,254 @@
+"""Augmentation: CMU's schedule as one composed affine per sample.
+
+For a sample centred on a "main person" with centre ``c`` and scale ``person_scale``
+(person height / ``scale_ref``), the original image point ``p`` (0-based pixel centres)
+maps to the crop point
+
+    q = s * R(theta) (p - c) + (S - 1) / 2 + d,      s = target_dist / person_scale * mult
+
+with ``mult ~ U(scale_min, scale_max)``, ``theta ~ U(-max_rotate, max_rotate)`` degrees,
+``d ~ U(-center_perturb, center_perturb)^2`` crop pixels, and ``S`` the crop size. With
+probability ``flip_prob`` the crop is mirrored, ``q.x <- S - 1 - q.x``, and left/right
+keypoint channels swap by the skeleton's flip pairs. Rotating about the image centre and
+then cropping around the (rotated) person centre, as CMU does, is the same map, so the
+whole schedule is one 2x3 matrix: the image and the mask are each warped once, and the
+matrix is recorded in the sample's meta so predictions can be mapped back
+(:func:`invert_affine`).
+
+Keypoints that leave the crop: with ``aug.outside = 'keep'`` (default) they stay labelled
+and the target renderers draw whatever part of their Gaussian / limb falls on the map
+(a limb crossing the border is still supervised up to the border); with ``'drop'`` they
+are unlabelled (v = 0) as CMU's caffe_train does.
+
+Outside the original image the crop is padded with ``pad_value`` (128, grey) and the
+supervision mask with 1 (supervised), as CMU does.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import cv2
+import numpy as np
+
+__all__ = ["person_scales_centers", "select_main_people", "sample_affine", "affine_matrix",
+           "apply_affine", "invert_affine", "warp_image", "warp_mask", "normalize_image",
+           "denormalize_image", "Augmenter"]
+
+
+def person_scales_centers(people: dict, scale_ref: float = 368.0):
+    """Per-person scale (height / ``scale_ref``) and centre, from what the DB has.
+
+    MPII people carry ``scale`` (height / 200 px) and ``center`` (objpos); COCO-like
+    people carry a bbox. Where neither is known, the labelled keypoints' extent is used.
+
+    Returns
+    -------
+    scale : ndarray, float32, (N,)  (NaN for a person with nothing to measure)
+    center : ndarray, float32, (N, 2)
+    """
+    kp = people["keypoints"]
+    n = kp.shape[0]
+    scale = np.full(n, np.nan, dtype=np.float32)
+    center = np.full((n, 2), np.nan, dtype=np.float32)
+    for i in range(n):
+        if np.isfinite(people["scale"][i]) and np.all(np.isfinite(people["center"][i])):
+            scale[i] = people["scale"][i] * 200.0 / scale_ref
+            center[i] = people["center"][i]
+            continue
+        bb = people["bbox"][i]
+        if np.all(np.isfinite(bb)) and bb[3] > 0:
+            scale[i] = bb[3] / scale_ref
+            center[i] = (bb[0] + bb[2] / 2, bb[1] + bb[3] / 2)
+            continue
+        lab = kp[i, :, 2] > 0
+        if lab.sum() >= 2:
+            lo, hi = kp[i, lab, :2].min(0), kp[i, lab, :2].max(0)
+            scale[i] = max(hi[1] - lo[1], 1.0) / scale_ref
+            center[i] = (lo + hi) / 2
+    return scale, center
+
+
+def select_main_people(people: dict, centers: np.ndarray, min_keypoints: int = 5,
+                       min_area: float = 32 * 32, min_center_dist: float = 0.3) -> np.ndarray:
+    """CMU's choice of the people a sample is centred on.
+
+    A person qualifies with at least ``min_keypoints`` labelled keypoints, an area of at
+    least ``min_area`` px and a centre no closer than ``min_center_dist * max(w, h)`` (its
+    own bbox) to an already chosen person's centre. Returns indices, in DB order.
+    """
+    kp = people["keypoints"]
+    chosen = []
+    for i in range(kp.shape[0]):
+        if people["is_crowd"][i] or int((kp[i, :, 2] > 0).sum()) < min_keypoints:
+            continue
+        if not np.all(np.isfinite(centers[i])):
+            continue
+        bb = people["bbox"][i]
+        area = people["area"][i]
+        if np.all(np.isfinite(bb)):
+            w, h = float(bb[2]), float(bb[3])
+            if not np.isfinite(area):
+                area = w * h
+        else:
+            lab = kp[i, :, 2] > 0
+            ext = kp[i, lab, :2].max(0) - kp[i, lab, :2].min(0)
+            w, h = float(ext[0]), float(ext[1])
+            if not np.isfinite(area):
+                # MPII has no areas: the person box from scale (height) is the measure
+                s = people["scale"][i]
+                area = (s * 200.0) ** 2 if np.isfinite(s) else w * h
+        if area < min_area:
+            continue
+        lim = min_center_dist * max(w, h)
+        if any(np.hypot(*(centers[i] - centers[j])) < lim for j in chosen):
+            continue
+        chosen.append(i)
+    return np.array(chosen, dtype=np.int64)
+
+
+def affine_matrix(center, scale: float, degrees: float, out_size: int,
+                  shift=(0.0, 0.0), flip: bool = False) -> np.ndarray:
+    """2x3 float64 matrix mapping original pixel centres to crop pixel centres.
+
+    Parameters
+    ----------
+    center : (2,) original-image point that lands at the crop centre (+ ``shift``).
+    scale : total scale factor (crop px per original px).
+    degrees : counter-clockwise rotation in degrees (image y axis down, as OpenCV).
+    out_size : crop side S.
+    shift : (dx, dy) crop-pixel offset of the centre.
+    flip : mirror the crop horizontally.
+    """
+    t = math.radians(degrees)
+    c, s = math.cos(t) * scale, math.sin(t) * scale
+    # OpenCV's getRotationMatrix2D convention: positive angle rotates counter-clockwise
+    # on screen (y down).
+    A = np.array([[c, s], [-s, c]], dtype=np.float64)
+    half = (out_size - 1) / 2.0
+    b = np.array([half + shift[0], half + shift[1]]) - A @ np.asarray(center, np.float64)
+    M = np.concatenate([A, b[:, None]], axis=1)
+    if flip:
+        M = np.array([[-1.0, 0, out_size - 1], [0, 1, 0]]) @ np.vstack([M, [0, 0, 1]])
+    return M
+
+
+def sample_affine(rng: np.random.Generator, center, person_scale: float, aug,
+                  train: bool = True):
+    """Draw one affine from the schedule in ``aug`` (the config's ``aug`` section).
+
+    Returns ``(M, flipped, params)`` with ``params`` the drawn values (for meta/logging).
+    With ``train=False`` or ``aug.enabled`` false: no rotation, no shift, no flip, and the
+    scale multiplier is 1.
+    """
+    base = aug.target_dist / max(float(person_scale), 1e-6)
+    if train and aug.enabled:
+        mult = rng.uniform(aug.scale_min, aug.scale_max)
+        deg = rng.uniform(-aug.max_rotate, aug.max_rotate)
+        shift = rng.uniform(-aug.center_perturb, aug.center_perturb, size=2)
+        flip = bool(rng.random() < aug.flip_prob)
+    else:
+        mult, deg, shift, flip = 1.0, 0.0, np.zeros(2), False
+    scale = base * mult
+    M = affine_matrix(center, scale, deg, int(aug.input_size), shift, flip)
+    params = {"scale": float(scale), "mult": float(mult), "degrees": float(deg),
+              "shift": [float(shift[0]), float(shift[1])], "flip": flip,
+              "center": [float(center[0]), float(center[1])]}
+    return M, flip, params
+
+
+def apply_affine(M: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Map ``(..., 2+)`` points (x, y first) through a 2x3 affine; extra columns kept;
+    unlabelled rows (third column 0) stay zeros."""
+    pts = np.array(points, dtype=np.float32, copy=True)
+    xy = pts[..., :2].astype(np.float64)
+    out = xy @ M[:, :2].T + M[:, 2]
+    pts[..., :2] = out
+    if pts.shape[-1] > 2:
+        pts[pts[..., 2] <= 0] = 0
+    return pts
+
+
+def invert_affine(M: np.ndarray) -> np.ndarray:
+    """Inverse of a 2x3 affine, as a 2x3 matrix."""
+    return cv2.invertAffineTransform(np.asarray(M, np.float64))
+
+
+def warp_image(img: np.ndarray, M: np.ndarray, size: int, pad_value: int = 128) -> np.ndarray:
+    """Warp a BGR uint8 image into a ``size`` x ``size`` crop (bilinear, padded)."""
+    return cv2.warpAffine(img, M, (size, size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=(pad_value,) * 3)
+
+
+def warp_mask(mask: np.ndarray, M: np.ndarray, size: int, border: float = 1.0) -> np.ndarray:
+    """Warp a float32 supervision mask (1 = supervise) into the crop; outside the
+    original image the mask is ``border``."""
+    return cv2.warpAffine(mask, M, (size, size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=float(border))
+
+
+def normalize_image(img: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """BGR uint8 (h, w, 3) -> CHW float32 ``(v - 128) / 256`` (CMU's VGG input)."""
+    h, w = img.shape[:2]
+    if out is None:
+        out = np.empty((3, h, w), dtype=np.float32)
+    np.subtract(img.transpose(2, 0, 1), 128.0, out=out, dtype=np.float32)
+    out *= 1.0 / 256.0
+    return out
+
+
+def denormalize_image(chw: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`normalize_image`: CHW float32 -> BGR uint8 HWC."""
+    return np.clip(np.asarray(chw).transpose(1, 2, 0) * 256.0 + 128.0, 0, 255).astype(np.uint8)
+
+
+class Augmenter:
+    """Turns a decoded image, its people and its ignore mask into one training crop.
+
+    Parameters
+    ----------
+    skeleton : Skeleton
+        Layout of the keypoints given to :meth:`__call__` (for flip pairs).
+    aug : EasyDict
+        The config's ``aug`` section.
+    """
+
+    def __init__(self, skeleton, aug):
+        self.skeleton = skeleton
+        self.aug = aug
+        self.size = int(aug.input_size)
+
+    def __call__(self, rng, img, keypoints, supervise, center, person_scale, train=True,
+                 pre=None):
+        """Warp one sample.
+
+        Parameters
+        ----------
+        rng : numpy Generator
+        img : uint8 (h', w', 3) BGR, possibly decoded at reduced size (see ``pre``).
+        keypoints : float32 (N, K, 3) all people in ORIGINAL image coordinates.
+        supervise : float32 (h', w') mask (1 = supervise) at the same size as ``img``,
+            or None when the image has no ignore regions.
+        center, person_scale : the main person's centre and scale (original coords).
+        pre : optional 2x3 affine from the decoded image's pixels to original pixels
+            (for reduced-size decoding); the recorded matrix stays original -> crop.
+
+        Returns
+        -------
+        dict: ``image`` uint8 (S, S, 3), ``keypoints`` (N, K, 3) in crop pixels,
+        ``supervise`` float32 (S, S) or None, ``meta`` with the 2x3 ``affine``
+        (original -> crop) and the drawn parameters.
+        """
+        M, flipped, params = sample_affine(rng, center, person_scale, self.aug, train)
+        Mimg = M if pre is None else M @ np.vstack([pre, [0, 0, 1]])
+        crop = warp_image(img, Mimg, self.size, int(self.aug.pad_value))
+        sup = None if supervise is None else warp_mask(supervise, Mimg, self.size, 1.0)
+        kp = apply_affine(M, keypoints)
+        if flipped:
+            kp = kp[:, self.skeleton.flip_index]
+        if self.aug.outside == "drop":
+            out = ((kp[..., 0] < 0) | (kp[..., 1] < 0) | (kp[..., 0] > self.size - 1)
+                   | (kp[..., 1] > self.size - 1))
+            kp[out] = 0
+        meta = dict(params, affine=M.tolist(), input_size=self.size)
+        return {"image": crop, "keypoints": kp, "supervise": sup, "meta": meta}
