@@ -306,6 +306,8 @@ class PoseDB:
         self.meta: Dict[str, object] = meta
         self.skeleton: Skeleton = Skeleton.from_dict(meta["skeleton"])
         self.dataset: str = meta["dataset"]
+        # Nothing stays open from construction: loaders fork/spawn workers after this.
+        self.close()
 
     # -- connection handling ------------------------------------------------------------
     def _con(self) -> sqlite3.Connection:

@@ -227,7 +227,7 @@ class Augmenter:
         rng : numpy Generator
         img : uint8 (h', w', 3) BGR, possibly decoded at reduced size (see ``pre``).
         keypoints : float32 (N, K, 3) all people in ORIGINAL image coordinates.
-        supervise : float32 (h', w') mask (1 = supervise) at the same size as ``img``,
+        supervise : float32 (h, w) mask (1 = supervise) at the ORIGINAL image size,
             or None when the image has no ignore regions.
         center, person_scale : the main person's centre and scale (original coords).
         pre : optional 2x3 affine from the decoded image's pixels to original pixels
@@ -240,9 +240,15 @@ class Augmenter:
         (original -> crop) and the drawn parameters.
         """
         M, flipped, params = sample_affine(rng, center, person_scale, self.aug, train)
+        return self.apply(M, flipped, params, img, keypoints, supervise, pre)
+
+    def apply(self, M, flipped, params, img, keypoints, supervise, pre=None):
+        """Warp with an already drawn affine (see :func:`sample_affine`); same returns as
+        :meth:`__call__`. ``supervise`` is at ORIGINAL resolution (warped with ``M``),
+        ``img`` at the resolution ``pre`` maps from."""
         Mimg = M if pre is None else M @ np.vstack([pre, [0, 0, 1]])
         crop = warp_image(img, Mimg, self.size, int(self.aug.pad_value))
-        sup = None if supervise is None else warp_mask(supervise, Mimg, self.size, 1.0)
+        sup = None if supervise is None else warp_mask(supervise, M, self.size, 1.0)
         kp = apply_affine(M, keypoints)
         if flipped:
             kp = kp[:, self.skeleton.flip_index]
