@@ -160,9 +160,14 @@ class PoseDBWriter:
         except sqlite3.DatabaseError as e:
             raise PoseDBError(f"{self.path} is not a usable SQLite pose DB: {e}") from None
         self._pending = 0
-        self._init_meta(tool, args or {})
-        self._names = {r[0] for r in self._con.execute("SELECT file_name FROM images")}
-        self._con.execute("BEGIN")
+        try:
+            self._init_meta(tool, args or {})
+            self._names = {r[0] for r in self._con.execute("SELECT file_name FROM images")}
+            self._con.execute("BEGIN")
+        except BaseException:
+            self._con.close()
+            self._con = None
+            raise
 
     def _init_meta(self, tool, args):
         meta = dict(self._con.execute("SELECT key, value FROM meta"))
@@ -265,13 +270,18 @@ class PoseDBWriter:
     def close(self, commit: bool = True):
         if self._con is None:
             return
-        if self._con.in_transaction:
-            self._con.execute("COMMIT" if commit else "ROLLBACK")
-        # Fold the WAL back so the DB is one self-contained file.
-        self._con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self._con.execute("PRAGMA journal_mode=DELETE")
-        self._con.close()
-        self._con = None
+        try:
+            if self._con.in_transaction:
+                self._con.execute("COMMIT" if commit else "ROLLBACK")
+            try:
+                # Fold the WAL back so the DB is one self-contained file.
+                self._con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                self._con.execute("PRAGMA journal_mode=DELETE")
+            except sqlite3.OperationalError:
+                pass   # a reader has it open: the DB stays valid in WAL mode
+        finally:
+            self._con.close()
+            self._con = None
 
     def __enter__(self):
         return self
@@ -384,8 +394,10 @@ class PoseDB:
         """Decode an image to BGR uint8 (h, w, 3); ``reduce`` in (1, 2, 4, 8) decodes at
         1/reduce size (fast JPEG DCT scaling). Raises PoseDBError on corrupt bytes."""
         import cv2
+        # Annotations refer to the pixel grid as stored: never apply EXIF rotation.
         flags = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2,
                  4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}[int(reduce)]
+        flags |= cv2.IMREAD_IGNORE_ORIENTATION
         buf = np.frombuffer(self.image_bytes(image_id), dtype=np.uint8)
         img = cv2.imdecode(buf, flags)
         if img is None:
