@@ -57,7 +57,8 @@ def default_config() -> EasyDict:
             "stride": 8,
             "sigma": 7.0,                  # heatmap Gaussian sigma in input px
             "paf_width": 1.0,              # limb half-width in grid cells
-            "heatmap_merge": "max",        # 'max' or 'sum_clip' (CMU)
+            "heatmap_merge": None,         # 'max' or 'sum_clip'; None = the mode's own
+                                           # ('max' for centered, 'sum_clip' for cmu)
             "mode": "centered",            # 'centered' (cell g at stride*g+(stride-1)/2)
                                            # or 'cmu' (exact caffe_train reproduction)
             "use_masks": True,

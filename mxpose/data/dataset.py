@@ -165,8 +165,8 @@ class PoseDataset(_Base):
     def renderer(self):
         if self._renderer is None:
             from ..targets import TargetRenderer
-            self._renderer = TargetRenderer(self.skeleton, int(self.cfg.aug.input_size),
-                                            self.cfg.targets)
+            self._renderer = TargetRenderer.from_config(
+                self.skeleton, int(self.cfg.aug.input_size), self.cfg.targets)
         return self._renderer
 
     def rng(self) -> np.random.Generator:
@@ -231,7 +231,9 @@ class PoseDataset(_Base):
         # crowd people carry no usable keypoints; everyone else is rendered
         kp = kp[~people["is_crowd"]] if people["is_crowd"].any() else kp
         out = self.augmenter.apply(M, flipped, params, img, kp, sup, pre)
-        heat, heat_mask, paf, paf_mask = self.renderer(out["keypoints"], out["supervise"])
+        # copies: gluon's DataLoader holds a whole batch of items before stacking them
+        t = self.renderer.render(out["keypoints"], out["supervise"], copy=True)
+        heat, heat_mask, paf, paf_mask = t["heatmaps"], t["heat_mask"], t["pafs"], t["paf_mask"]
         image = normalize_image(out["image"])
         if self.return_meta:
             meta = dict(out["meta"], image_id=img_id, file_name=info["file_name"],
