@@ -98,6 +98,9 @@ def default_config() -> EasyDict:
             "thre2": 0.05,
             "min_parts": 4,
             "min_score": 0.4,
+            "sigma": 3.0,                  # peak smoothing, image px
+            "refine": "log",               # sub-cell peak refinement: log, quadratic, none
+            "sampling": "bilinear",        # PAF reading: bilinear or nearest (CMU)
         },
     }
     return EasyDict(c)
