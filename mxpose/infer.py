@@ -1,0 +1,243 @@
+"""``Predictor``: image -> (multi-scale, flip) maps -> decode -> people in image coordinates.
+
+For each scale ``s_i = scale * boxsize / h`` the image is resized (bicubic), padded on the
+right and bottom to a multiple of the stride with grey (128), normalised as in training
+and passed through the network (the flipped copy in the same batch). The last stage's
+maps of every scale and flip are resampled onto one common grid, the stride grid of the
+first scale, averaged, and decoded there (with sub-cell peak refinement); the decoded
+points are mapped back to the original image exactly (pixel-centre convention).
+
+Grid convention (as in training): map cell ``g`` is centred at input pixel
+``stride * g + (stride - 1) / 2``; an image resized by ``s`` maps original pixel centre
+``p`` to ``(p + 0.5) * s - 0.5``.
+
+Engines: a Gluon network (``net=``), a checkpoint (:meth:`Predictor.from_checkpoint`),
+the exported symbol files or an ONNX file run by onnxruntime
+(:meth:`Predictor.from_exported`).
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from .data.transforms import normalize_image
+from .skeleton import get_skeleton
+
+__all__ = ["Predictor", "CMU_SCALES", "grid_to_image"]
+
+#: CMU's evaluation setting.
+CMU_SCALES = (0.5, 1.0, 1.5, 2.0)
+
+
+def _resample(maps: np.ndarray, M: np.ndarray, out_hw) -> np.ndarray:
+    """Resample (C, H, W) maps with a 2x3 affine (destination -> source is its inverse)
+    onto an ``out_hw`` grid, channel-last for OpenCV."""
+    C = maps.shape[0]
+    src = np.ascontiguousarray(maps.transpose(1, 2, 0))
+    out = np.empty((out_hw[0], out_hw[1], C), np.float32)
+    for c0 in range(0, C, 512):  # cv2 handles at most 512 channels at once
+        c1 = min(C, c0 + 512)
+        r = cv2.warpAffine(src[..., c0:c1], M, (out_hw[1], out_hw[0]), flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE)
+        out[..., c0:c1] = r.reshape(out_hw[0], out_hw[1], c1 - c0)
+    return out.transpose(2, 0, 1)
+
+
+def grid_to_image(pts: np.ndarray, base) -> np.ndarray:
+    """Map (..., 3) points (x, y, score) from the input pixels of an image resized by
+    ``base = (sx, sy)`` back to original image pixels; points with score 0 stay zeros."""
+    out = np.array(pts, dtype=np.float32, copy=True)
+    found = out[..., 2] > 0
+    out[..., 0] = np.where(found, (out[..., 0] + 0.5) / base[0] - 0.5, 0)
+    out[..., 1] = np.where(found, (out[..., 1] + 0.5) / base[1] - 0.5, 0)
+    return out
+
+
+def decode_params_from_config(cfg) -> dict:
+    """Decoder keyword arguments from the config's ``test`` section."""
+    t = cfg.test
+    return {"thre1": t.thre1, "thre2": t.thre2, "min_parts": t.min_parts,
+            "min_score": t.min_score, "sigma": t.sigma, "refine": t.refine,
+            "sampling": t.sampling}
+
+
+class Predictor:
+    """Run a pose network on images and return people.
+
+    Parameters
+    ----------
+    net : callable
+        A Gluon HybridBlock returning (paf_1, heat_1, ..., paf_S, heat_S), or any callable
+        ``forward(batch float32 (B, 3, h, w)) -> (pafs (B, 2L, h/s, w/s), heatmaps (B,
+        K+1, h/s, w/s))`` as numpy (see ``engine``).
+    skeleton : str or Skeleton
+        The layout the network predicts.
+    scales : sequence of float
+        Multipliers of ``boxsize / image_h``; :data:`CMU_SCALES` is CMU's setting.
+    flip : bool
+        Also run the mirrored image and average.
+    boxsize, stride : int
+    ctx : mxnet Context, optional (default CPU).
+    decode_params : dict
+        Passed to :func:`mxpose.decode.decode` (thresholds).
+    engine : {'gluon', 'numpy'}
+        'gluon' treats ``net`` as a Gluon block; 'numpy' as the callable described above.
+    """
+
+    def __init__(self, net, skeleton, scales: Sequence[float] = (1.0,), flip: bool = False,
+                 boxsize: int = 368, stride: int = 8, ctx=None, decode_params=None,
+                 engine: str = "gluon"):
+        self.skeleton = get_skeleton(skeleton)
+        self.scales = tuple(float(s) for s in scales)
+        if not self.scales or min(self.scales) <= 0:
+            raise ValueError(f"scales must be positive, got {scales!r}")
+        self.flip = bool(flip)
+        self.boxsize = int(boxsize)
+        self.stride = int(stride)
+        self.decode_params = dict(decode_params or {})
+        self.timings = {"net": 0.0, "decode": 0.0, "frames": 0}
+        if engine == "gluon":
+            import mxnet as mx
+            self.ctx = ctx or mx.cpu()
+            self._forward = self._gluon_forward(net)
+        elif engine == "numpy":
+            self.ctx = None
+            self._forward = net
+        else:
+            raise ValueError(f"unknown engine {engine!r}")
+        self._heat_flip = self.skeleton.heatmap_flip_index()
+        self._paf_flip, self._paf_sign = self.skeleton.paf_flip_index()
+
+    # -- engines -----------------------------------------------------------------------------
+    def _gluon_forward(self, net):
+        import mxnet as mx
+        ctx = self.ctx
+
+        def fwd(batch):
+            out = net(mx.nd.array(batch, ctx=ctx))
+            paf, heat = out[-2], out[-1]
+            return paf.asnumpy(), heat.asnumpy()
+        return fwd
+
+    @classmethod
+    def from_checkpoint(cls, prefix: str, iteration: int, config=None, ctx=None, **kw):
+        """Build the network of a training run and load ``<prefix>-%04d.params``.
+
+        The run's resolved config (saved beside the checkpoints) gives the model and the
+        skeleton unless ``config`` is passed.
+        """
+        from .train.checkpoint import checkpoint_path, load_run_config
+        params = checkpoint_path(prefix, iteration, "params")
+        if not os.path.isfile(params):
+            raise FileNotFoundError(f"checkpoint {params} does not exist")
+        cfg = config if config is not None else load_run_config(prefix)
+        if cfg is None:
+            raise FileNotFoundError(f"no run config beside {prefix}; pass the experiment config")
+        return cls.from_params(params, cfg, ctx=ctx, **kw)
+
+    @classmethod
+    def from_params(cls, params: str, cfg, ctx=None, **kw):
+        """Build ``cfg.model`` for ``cfg.data.skeleton`` and load a ``.params`` file;
+        the ``test`` section gives scales, flip, boxsize and the decoder thresholds
+        unless overridden in ``kw``."""
+        import mxnet as mx
+        from .model_zoo import get_model
+        skel = get_skeleton(cfg.data.skeleton)
+        net = get_model(cfg.model.name, num_heatmaps=skel.num_heatmaps, num_pafs=skel.num_pafs,
+                        **dict(cfg.model.kwargs))
+        ctx = ctx or mx.cpu()
+        net.load_parameters(params, ctx=ctx)
+        net.hybridize(static_alloc=True)
+        t = cfg.test
+        kw.setdefault("scales", t.scales)
+        kw.setdefault("flip", t.flip)
+        kw.setdefault("boxsize", t.boxsize)
+        kw.setdefault("decode_params", decode_params_from_config(cfg))
+        return cls(net, skel, ctx=ctx, **kw)
+
+    # -- maps ------------------------------------------------------------------------------------
+    def _prepare(self, img: np.ndarray, scale: float):
+        h, w = img.shape[:2]
+        s = scale * self.boxsize / h
+        rh, rw = max(1, int(round(h * s))), max(1, int(round(w * s)))
+        # the exact factors of the resize actually done
+        sx, sy = rw / w, rh / h
+        resized = cv2.resize(img, (rw, rh), interpolation=cv2.INTER_CUBIC)
+        ph = -(-rh // self.stride) * self.stride
+        pw = -(-rw // self.stride) * self.stride
+        padded = cv2.copyMakeBorder(resized, 0, ph - rh, 0, pw - rw, cv2.BORDER_CONSTANT,
+                                    value=(128, 128, 128))
+        return padded, (sx, sy)
+
+    def _unflip(self, heat, paf):
+        heat = heat[self._heat_flip, :, ::-1]
+        paf = paf[self._paf_flip, :, ::-1] * self._paf_sign[:, None, None]
+        return heat, paf
+
+    def maps(self, img: np.ndarray):
+        """Averaged maps of one BGR uint8 image.
+
+        Returns
+        -------
+        heatmaps : (K+1, H0, W0) float32 and pafs (2L, H0, W0) on the base grid;
+        base : (sx, sy) resize factors of the base grid's image (first scale).
+        """
+        if img is None or img.ndim != 3 or img.shape[2] != 3:
+            raise ValueError("expected a BGR uint8 image of shape (h, w, 3)")
+        heat_sum = paf_sum = None
+        base = None
+        t0 = time.perf_counter()
+        for scale in self.scales:
+            padded, (sx, sy) = self._prepare(img, scale)
+            x = normalize_image(padded)[None]
+            if self.flip:
+                x = np.concatenate([x, x[..., ::-1]], axis=0)
+            paf, heat = self._forward(np.ascontiguousarray(x))
+            pairs = [(heat[0], paf[0])]
+            if self.flip:
+                pairs.append(self._unflip(heat[1], paf[1]))
+            if base is None:
+                base = (sx, sy)
+                out_hw = heat.shape[2:]
+            for h_, p_ in pairs:
+                if (sx, sy) != base or h_.shape[1:] != tuple(out_hw):
+                    # base cell g0 <-> original p = (stride*g0 + stride/2)/s0 - 0.5
+                    #             <-> this scale's cell g = r*g0 + (r - 1)/2, r = s/s0
+                    rx, ry = sx / base[0], sy / base[1]
+                    A = np.array([[rx, 0, (rx - 1) / 2], [0, ry, (ry - 1) / 2]])
+                    M = cv2.invertAffineTransform(A)
+                    h_ = _resample(h_, M, out_hw)
+                    p_ = _resample(p_, M, out_hw)
+                if heat_sum is None:
+                    heat_sum, paf_sum = h_.astype(np.float32), p_.astype(np.float32)
+                else:
+                    heat_sum += h_
+                    paf_sum += p_
+        n = len(self.scales) * (2 if self.flip else 1)
+        self.timings["net"] += time.perf_counter() - t0
+        return heat_sum / n, paf_sum / n, base
+
+    # -- people ------------------------------------------------------------------------------------
+    def __call__(self, img: np.ndarray):
+        """People of one image: ``(people (N, K, 3) x, y, part score in image pixels,
+        scores (N,))``."""
+        from .decode import decode
+        heat, paf, base = self.maps(img)
+        t0 = time.perf_counter()
+        # the decoder's limb-length prior uses the height of the image the maps come from
+        people, scores = decode(heat, paf, self.skeleton, stride=self.stride,
+                                **self.decode_params)
+        self.timings["decode"] += time.perf_counter() - t0
+        self.timings["frames"] += 1
+        return grid_to_image(people, base), scores
+
+    def fps(self) -> dict:
+        """Frames per second of the network part and of the decoder so far."""
+        n = max(self.timings["frames"], 1)
+        return {"net_fps": n / max(self.timings["net"], 1e-9),
+                "decode_fps": n / max(self.timings["decode"], 1e-9),
+                "frames": self.timings["frames"]}

@@ -1,0 +1,190 @@
+#!/usr/bin/env python
+"""Evaluate pose checkpoints (or the decoder's ceiling) with COCO keypoint AP.
+
+Ground truth: a pose DB split (--db, --split) or a COCO keypoints file (--annotations,
+--images). Prints pycocotools' 10-line table per checkpoint; for MPII DBs also PCKh@0.5
+(head-box normalised) and OKS AP with the MPII sigmas of mxpose.skeleton.
+
+Examples:
+  python tools/evaluate.py --db data/mpii.db --split val --epoch 8600
+  python tools/evaluate.py --db data/coco_val.db -c experiments/cpm_vgg19_coco.yaml \\
+      --epochs 100000-440000 --plot ap.png
+  python tools/evaluate.py --annotations person_keypoints_val2017.json \\
+      --images val2017 --weights pose_iter_440000.params -c experiments/cpm_vgg19_coco.yaml \\
+      --cmu-scales
+  python tools/evaluate.py --db data/coco_val.db --oracle          # decoder ceiling
+"""
+import argparse
+import json
+import os
+import sys
+
+from mxpose.cli import (CLIError, add_checkpoint_args, add_predictor_args, build_predictor,
+                        parse_iterations, resolve_run, run_main)
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_argument_group("ground truth")
+    src.add_argument("--db", help="pose DB written by mpi_parse/coco_parse/make_synthetic")
+    src.add_argument("--split", default="val", help="DB split to evaluate (default: val)")
+    src.add_argument("--annotations", help="COCO person_keypoints_*.json instead of a DB")
+    src.add_argument("--images", help="image folder of --annotations")
+    add_checkpoint_args(p, many=True)
+    add_predictor_args(p)
+    o = p.add_argument_group("run")
+    o.add_argument("--oracle", action="store_true",
+                   help="decode ground-truth maps instead of running a network (the "
+                        "decoder's ceiling)")
+    o.add_argument("--max-images", type=int, default=0,
+                   help="evaluate a seeded random subset of N images (fast validation)")
+    o.add_argument("--seed", type=int, default=0, help="seed of --max-images")
+    o.add_argument("--rotate", type=float, nargs="*", default=None, metavar="DEG",
+                   help="also evaluate on images rotated by these angles (robustness rows)")
+    o.add_argument("--json", default=None, help="write the figures to this JSON file")
+    o.add_argument("--results", default=None,
+                   help="write the COCO results (detections) JSON of the last run here")
+    o.add_argument("--plot", default=None, help="PNG of AP against checkpoint (with --epochs)")
+    o.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _samples(args):
+    from mxpose.eval.runner import samples_from_coco, samples_from_db
+    if args.db and args.annotations:
+        raise CLIError("give either --db or --annotations, not both")
+    if args.db:
+        from mxpose.data.store import PoseDB
+        from mxpose.eval.coco import gt_from_db
+        db = PoseDB(args.db)
+        ids = db.image_ids(args.split)
+        if ids.size == 0:
+            raise CLIError(f"{args.db} has no images in split {args.split!r} "
+                           f"(splits: {db.splits()})")
+        samples = samples_from_db(db, args.split, ids)
+        return samples, gt_from_db(db, args.split, ids), db.skeleton
+    if args.annotations:
+        if not os.path.isfile(args.annotations):
+            raise CLIError(f"annotation file {args.annotations} does not exist")
+        if not args.images or not os.path.isdir(args.images):
+            raise CLIError(f"--images must name the image folder of {args.annotations}")
+        samples, gt = samples_from_coco(args.annotations, args.images)
+        from mxpose.skeleton import get_skeleton
+        return samples, gt, get_skeleton("coco")
+    raise CLIError("give the ground truth: --db DB [--split val] or --annotations JSON --images DIR")
+
+
+def _subset(samples, gt, n, seed):
+    import numpy as np
+    if not n or n >= len(samples):
+        return samples, gt
+    keep = sorted(np.random.default_rng(seed).choice(len(samples), n, replace=False))
+    samples = [samples[i] for i in keep]
+    ids = {s.image_id for s in samples}
+    gt = dict(gt, images=[im for im in gt["images"] if im["id"] in ids],
+              annotations=[a for a in gt["annotations"] if a["image_id"] in ids])
+    return samples, gt
+
+
+def _print_result(title, res, with_pckh):
+    from mxpose.eval import STAT_NAMES, format_pckh, format_table
+    print(f"\n== {title}: {res.images} images, {res.images_per_second:.1f} img/s")
+    print(format_table([res.stats[k] for k in STAT_NAMES]))
+    if with_pckh and res.pckh:
+        print(format_pckh(res.pckh))
+    if res.failures:
+        print(f"{len(res.failures)} image(s) failed:")
+        for f in res.failures[:20]:
+            print("  " + f)
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    from mxpose.eval.runner import OracleMaps, rotate_gt, rotate_sample, run_evaluation
+    samples, gt, gt_skel = _samples(args)
+    samples, gt = _subset(samples, gt, args.max_images, args.seed)
+    with_pckh = gt_skel.name == "mpii"
+    rows = []
+    angles = [0.0] + [a for a in (args.rotate or []) if a != 0]
+
+    def evaluate(title, predictor=None, oracle=None, net_skel=None):
+        out = {}
+        for deg in angles:
+            ss = samples if not deg else [rotate_sample(s, deg) for s in samples]
+            g = gt if not deg else rotate_gt(gt, deg)
+            res = run_evaluation(ss, g, gt_skel, predictor=predictor, oracle=oracle,
+                                 net_skeleton=net_skel, with_pckh=with_pckh,
+                                 progress=not args.no_progress)
+            name = title if not deg else f"{title}, rotated {deg:g} deg"
+            _print_result(name, res, with_pckh)
+            out[f"{deg:g}"] = {"coco": res.stats, "pckh": res.pckh, "images": res.images,
+                               "failures": res.failures,
+                               "images_per_second": res.images_per_second}
+            if args.results:
+                with open(args.results, "w") as f:
+                    json.dump(res.results, f)
+        return out
+
+    if args.oracle:
+        from mxpose.config import load_config
+        from mxpose.skeleton import get_skeleton
+        cfg = load_config(args.config) if args.config else None
+        net_skel = get_skeleton(cfg.data.skeleton if cfg else
+                                {"coco": "openpose_coco18", "mpii": "openpose_mpi15"}.get(
+                                    gt_skel.name, gt_skel.name))
+        boxsize = args.boxsize or (cfg.test.boxsize if cfg else 368)
+        figures = {"oracle": evaluate("oracle (ground-truth maps)",
+                                      oracle=OracleMaps(net_skel, boxsize=boxsize),
+                                      net_skel=net_skel)}
+    else:
+        from mxpose.train.loop import make_contexts, parse_gpus
+        cfg, prefix, saved = resolve_run(args)
+        ctx = make_contexts(parse_gpus(args.gpus), 0)[0]
+        if args.weights:
+            its = [0]
+        elif args.epochs:
+            its = parse_iterations(args.epochs, saved)
+        elif args.epoch is not None:
+            its = [args.epoch]
+        else:
+            its = parse_iterations(None, saved) if saved else []
+            if not its:
+                raise CLIError(f"no checkpoint found under prefix {prefix} (train first, or "
+                               "give --prefix/--workdir/--weights)")
+        figures = {}
+        for it in its:
+            pred = build_predictor(args, cfg, prefix, it, ctx=ctx)
+            title = args.weights if args.weights else f"{prefix}-{it:04d}"
+            figures[str(it)] = evaluate(title, predictor=pred)
+            rows.append((it, figures[str(it)]["0"]["coco"]["AP"]))
+        if len(rows) > 1:
+            print("\n== summary: AP per checkpoint")
+            print(f"{'iteration':>10s}  {'AP':>6s}")
+            for it, ap in rows:
+                print(f"{it:>10d}  {ap:6.3f}")
+        if args.plot and rows:
+            _plot(rows, args.plot, prefix)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(figures, f, indent=1)
+    return 0
+
+
+def _plot(rows, path, title):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([r[0] for r in rows], [r[1] for r in rows], "o-")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("COCO keypoint AP")
+    ax.set_title(os.path.basename(title))
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
