@@ -1,0 +1,121 @@
+"""Masked multi-stage L2 loss against a NumPy reference."""
+import mxnet as mx
+import numpy as np
+import pytest
+
+from mxpose.loss import MultiStageL2Loss, multi_stage_l2_loss
+
+B, K1, P, H, W, S = 4, 5, 6, 7, 9, 3
+
+
+def _numpy_loss(outs, heat_gt, heat_mask, paf_gt, paf_mask, batch, use_masks=True):
+    """CMU's Caffe formulation, literally: 0.5 * sum((w*pred - w*gt)^2) / batch."""
+    per = np.zeros((len(outs) // 2, 2))
+    for i, pred in enumerate(outs):
+        gt, m = (paf_gt, paf_mask) if i % 2 == 0 else (heat_gt, heat_mask)
+        if not use_masks:
+            m = np.ones_like(m)
+        per[i // 2, i % 2] = 0.5 * np.sum((m * pred - m * gt).astype(np.float64) ** 2) / batch
+    return per.sum(), per
+
+
+@pytest.fixture
+def batch():
+    rng = np.random.default_rng(0)
+    outs = [rng.standard_normal((B, c, H, W)).astype(np.float32)
+            for _ in range(S) for c in (P, K1)]
+    heat_gt = rng.random((B, K1, H, W), dtype=np.float32)
+    paf_gt = rng.uniform(-1, 1, (B, P, H, W)).astype(np.float32)
+    heat_mask = (rng.random((B, 1, H, W)) > 0.3).astype(np.float32)   # broadcast
+    paf_mask = (rng.random((B, P, H, W)) > 0.3).astype(np.float32)    # full
+    return outs, heat_gt, heat_mask, paf_gt, paf_mask
+
+
+def _nd(arrs):
+    return [mx.nd.array(a) for a in arrs]
+
+
+@pytest.mark.parametrize("hybrid", [False, True])
+@pytest.mark.parametrize("use_masks", [True, False])
+def test_matches_numpy(batch, hybrid, use_masks):
+    outs, hg, hm, pg, pm = batch
+    ref_total, ref_per = _numpy_loss(outs, hg, np.broadcast_to(hm, hg.shape), pg, pm, B,
+                                     use_masks)
+    loss = MultiStageL2Loss(batch_size=B, use_masks=use_masks)
+    if hybrid:
+        loss.hybridize(static_alloc=True, static_shape=True)
+    total, per = loss(_nd(outs), *_nd([hg, hm, pg, pm]))
+    assert total.shape == (1,) and per.shape == (S, 2)
+    np.testing.assert_allclose(per.asnumpy(), ref_per, rtol=1e-5)
+    np.testing.assert_allclose(total.asscalar(), ref_total, rtol=1e-5)
+
+
+@pytest.mark.parametrize("hybrid", [False, True])
+def test_default_batch_size_is_local_batch(batch, hybrid):
+    outs, hg, hm, pg, pm = batch
+    loss = MultiStageL2Loss()
+    if hybrid:
+        loss.hybridize(static_alloc=True, static_shape=True)
+    a, _ = loss(_nd(outs), *_nd([hg, hm, pg, pm]))
+    b, _ = multi_stage_l2_loss(_nd(outs), *_nd([hg, hm, pg, pm]), batch_size=B)
+    np.testing.assert_allclose(a.asscalar(), b.asscalar(), rtol=1e-6)
+
+
+def test_masks_zero_out(batch):
+    outs, hg, hm, pg, pm = batch
+    zeros_h, zeros_p = np.zeros_like(hm), np.zeros_like(pm)
+    total, per = multi_stage_l2_loss(_nd(outs), *_nd([hg, zeros_h, pg, zeros_p]),
+                                     batch_size=B)
+    assert total.asscalar() == 0.0
+    # use_masks=False ignores the masks (they may even be None).
+    a, _ = multi_stage_l2_loss(_nd(outs), *_nd([hg, zeros_h, pg, zeros_p]), batch_size=B,
+                               use_masks=False)
+    b, _ = multi_stage_l2_loss(_nd(outs), mx.nd.array(hg), None, mx.nd.array(pg), None,
+                               batch_size=B, use_masks=False)
+    assert a.asscalar() > 0 and a.asscalar() == b.asscalar()
+    # Where the mask is 0 the prediction does not matter (and gets no gradient).
+    outs2 = [o.copy() for o in outs]
+    hole = pm == 0
+    outs2[0][hole] = 1e3
+    a, _ = multi_stage_l2_loss(_nd(outs), *_nd([hg, hm, pg, pm]), batch_size=B)
+    b, _ = multi_stage_l2_loss(_nd(outs2), *_nd([hg, hm, pg, pm]), batch_size=B)
+    np.testing.assert_allclose(a.asscalar(), b.asscalar(), rtol=1e-6)
+    pred = mx.nd.array(outs[0])
+    pred.attach_grad()
+    with mx.autograd.record():
+        total, _ = multi_stage_l2_loss([pred] + _nd(outs[1:]), *_nd([hg, hm, pg, pm]),
+                                       batch_size=B)
+    total.backward()
+    g = pred.grad.asnumpy()
+    assert np.all(g[hole] == 0) and np.any(g[~hole] != 0)
+
+
+def test_device_split_sums_to_full_batch(batch):
+    """Two 'devices' each normalise by the total batch: losses and gradients add up."""
+    outs, hg, hm, pg, pm = batch
+    loss = MultiStageL2Loss(batch_size=B)
+
+    def run(sl):
+        preds = [mx.nd.array(o[sl]) for o in outs]
+        for p in preds:
+            p.attach_grad()
+        with mx.autograd.record():
+            total, per = loss(preds, *_nd([hg[sl], hm[sl], pg[sl], pm[sl]]))
+        total.backward()
+        return total.asscalar(), per.asnumpy(), [p.grad.asnumpy() for p in preds]
+
+    full = run(slice(0, B))
+    a = run(slice(0, 1))
+    b = run(slice(1, B))          # uneven split
+    np.testing.assert_allclose(a[0] + b[0], full[0], rtol=1e-5)
+    np.testing.assert_allclose(a[1] + b[1], full[1], rtol=1e-5)
+    for ga, gb, gf in zip(a[2], b[2], full[2]):
+        np.testing.assert_allclose(np.concatenate([ga, gb]), gf, rtol=1e-5, atol=1e-7)
+
+
+def test_bad_arguments(batch):
+    outs, hg, hm, pg, pm = batch
+    with pytest.raises(ValueError, match="batch_size"):
+        MultiStageL2Loss(batch_size=0)
+    with pytest.raises(ValueError, match="paf, heat"):
+        MultiStageL2Loss()(_nd(outs[:3]), *_nd([hg, hm, pg, pm]))
