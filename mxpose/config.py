@@ -75,6 +75,7 @@ def default_config() -> EasyDict:
             "momentum": 0.9,
             "wd": 5e-4,
             "lr_mult": {},                 # parameter-name regex -> multiplier
+            "wd_mult": {},                 # parameter-name regex -> weight-decay multiplier
             "lr_steps": [136106],
             "lr_factor": 0.333,
             "warmup_iters": 0,
@@ -107,7 +108,8 @@ def default_config() -> EasyDict:
 
 
 # Keys whose values are free-form mappings (no unknown-key check below them).
-_OPEN_KEYS = {("model", "kwargs"), ("train", "lr_mult"), ("data", "skeleton")}
+_OPEN_KEYS = {("model", "kwargs"), ("train", "lr_mult"), ("train", "wd_mult"),
+              ("data", "skeleton")}
 
 
 def merge_config(base: dict, update: dict, path=()) -> dict:

@@ -1,0 +1,188 @@
+"""Training throughput (img/s) of the zoo's networks, with and without the data pipeline.
+
+    python tools/bench_train.py                       # CPU, both models, 368x368, short
+    python tools/bench_train.py --gpus 0-3 --batch-size 10 --iters 20 --json bench.json
+
+For each model, three measurements through the real training loop (forward, masked
+multi-stage loss, backward, optimizer step):
+
+* ``train+data``: batches from the real pipeline (DB decode, augmentation, target
+  rendering in --num-workers loader processes);
+* ``train only``: one cached batch served again and again (the pipeline excluded);
+* ``data only``: the loader alone, no network.
+
+``data_wait`` is the share of a train+data iteration spent waiting for the next batch:
+above a few percent the loader is the bottleneck (raise --num-workers). The first
+--warmup iterations (graph construction, memory allocation) are not timed.
+"""
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+
+
+def _parser():
+    p = argparse.ArgumentParser(
+        prog="bench_train.py", description="Measure training img/s of cpm_vgg19 and "
+        "lwpose_mobilenet with the data pipeline included and excluded.",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 2)[2])
+    p.add_argument("--models", default="cpm_vgg19,lwpose_mobilenet",
+                   help="comma-separated model names (default: %(default)s)")
+    p.add_argument("--size", type=int, default=368, help="input size in px (default: 368)")
+    dev = p.add_mutually_exclusive_group()
+    dev.add_argument("--gpus", default=None, metavar="IDS", help="GPU ids, e.g. 0-3")
+    dev.add_argument("--cpus", type=int, default=0, metavar="N", help="N CPU contexts")
+    p.add_argument("--batch-size", type=int, default=None, metavar="N",
+                   help="samples per device (default: 1 on CPU, 10 on GPU)")
+    p.add_argument("--iters", type=int, default=3, metavar="N",
+                   help="timed iterations per measurement (default: %(default)s)")
+    p.add_argument("--warmup", type=int, default=1, metavar="N",
+                   help="untimed iterations first (default: %(default)s)")
+    p.add_argument("--db", help="pose DB for the pipeline (default: a small synthetic DB "
+                   "written to a temporary folder)")
+    p.add_argument("--skeleton", default="openpose_coco18",
+                   help="network layout (default: %(default)s)")
+    p.add_argument("--num-workers", type=int, default=2, metavar="N",
+                   help="loader processes (default: %(default)s)")
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    return p
+
+
+class _CachedBatch:
+    """Serves the first ``n`` samples of a dataset again and again (pipeline excluded)."""
+
+    def __init__(self, dataset, n):
+        self.items = [dataset[i % len(dataset)] for i in range(n)]
+
+    def __len__(self):
+        return len(self.items)
+
+    def reseed(self, seed):
+        pass
+
+    def __getitem__(self, i):
+        return self.items[i % len(self.items)]
+
+
+def _cfg(model, size, batch, db, skeleton, workers, iters):
+    from mxpose.config import default_config
+    cfg = default_config()
+    cfg.name = "bench"
+    cfg.data.db = db
+    cfg.data.skeleton = skeleton
+    cfg.data.num_workers = workers
+    cfg.data.sample_per = "image"
+    cfg.aug.input_size = size
+    cfg.model.name = model
+    cfg.train.update(batch_size=batch, max_iters=iters, save_every=0, log_every=10 ** 9,
+                     optimizer="sgd", lr=1e-9, lr_steps=[], seed=0)
+    return cfg
+
+
+def _measure(cfg, ctxs, warmup, dataset=None):
+    from mxpose.train import PoseTrainer, RunOptions
+    t = PoseTrainer(cfg, RunOptions(contexts=ctxs, progress=False, save=False),
+                    echo=lambda m: None, dataset=dataset)
+    t.setup()
+    t.run()
+    tim = t.timings[warmup:]
+    wait = sum(w for w, _ in tim)
+    total = sum(e for _, e in tim)
+    return {"img_per_s": len(tim) * t.batch / total, "s_per_iter": total / len(tim),
+            "data_wait": wait / total, "batch": t.batch, "iters": len(tim)}, t.dataset
+
+
+def _data_only(cfg, n_batches, batch):
+    from mxpose.data.dataset import PoseDataset
+    from mxpose.train.data import SampleStream, make_loader
+    ds = PoseDataset(cfg.data.db, cfg.data.train_split, config=cfg, train=True)
+    loader = make_loader(SampleStream(ds, seed=0), 0, n_batches + 1, batch,
+                         int(cfg.data.num_workers))
+    it = iter(loader)
+    next(it)                                   # pool start-up, first batch
+    t0 = time.perf_counter()
+    n = 0
+    for _ in it:
+        n += 1
+    dt = time.perf_counter() - t0
+    return {"img_per_s": n * batch / dt, "s_per_iter": dt / max(n, 1), "batch": batch,
+            "iters": n}
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    import mxnet as mx
+    from mxpose.model_zoo import list_models
+    from mxpose.train import TrainError, make_contexts, parse_gpus
+
+    try:
+        ctxs = make_contexts(parse_gpus(args.gpus), args.cpus)
+    except TrainError as e:
+        print(f"bench_train.py: error: {e}", file=sys.stderr)
+        return 2
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    bad = [m for m in models if m not in list_models()]
+    if bad:
+        print(f"bench_train.py: error: unknown model(s) {bad}; valid: {list_models()}",
+              file=sys.stderr)
+        return 2
+    on_gpu = ctxs[0].device_type == "gpu"
+    batch = args.batch_size or (10 if on_gpu else 1)
+    iters = args.warmup + max(1, args.iters)
+    tmp = None
+    db = args.db
+    if db is None:
+        from mxpose.data.synthetic import make_synthetic_db
+        tmp = tempfile.TemporaryDirectory(prefix="mxpose-bench-")
+        db = os.path.join(tmp.name, "bench.db")
+        n_img = max(8, batch * len(ctxs) * (iters + 1))
+        print(f"writing a {n_img}-image synthetic DB for the pipeline ...", flush=True)
+        make_synthetic_db(db, n_img, 0, seed=0, progress=False, min_size=320, max_size=640)
+    elif not os.path.isfile(db):
+        print(f"bench_train.py: error: DB {db} does not exist", file=sys.stderr)
+        return 2
+
+    results = []
+    dev = ", ".join(map(str, ctxs))
+    print(f"{len(ctxs)} device(s): {dev}; {batch}/device, {args.size}x{args.size}, "
+          f"{args.iters} timed iterations after {args.warmup} warm-up; "
+          f"{args.num_workers} loader processes")
+    try:
+        for model in models:
+            cfg = _cfg(model, args.size, batch, db, args.skeleton, args.num_workers, iters)
+            with_data, ds = _measure(cfg, ctxs, args.warmup)
+            cached = _CachedBatch(ds, batch * len(ctxs))
+            cfg0 = _cfg(model, args.size, batch, db, args.skeleton, 0, iters)
+            no_data, _ = _measure(cfg0, ctxs, args.warmup, dataset=cached)
+            results.append(dict(model=model, mode="train+data", **with_data))
+            results.append(dict(model=model, mode="train only", **no_data))
+        # enough batches that the loader's prefetch queue does not hide its cost
+        data = _data_only(_cfg(models[0], args.size, batch, db, args.skeleton,
+                               args.num_workers, iters),
+                          max(24, 8 * args.num_workers, args.iters), batch * len(ctxs))
+        results.append(dict(model="-", mode="data only", data_wait=None, **data))
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+    print(f"\n{'model':<18}{'mode':<12}{'img/s':>9}{'s/iter':>9}{'data wait':>11}")
+    for r in results:
+        w = "" if r.get("data_wait") is None else f"{100 * r['data_wait']:.1f} %"
+        print(f"{r['model']:<18}{r['mode']:<12}{r['img_per_s']:>9.2f}{r['s_per_iter']:>9.2f}"
+              f"{w:>11}")
+    if args.json:
+        out = {"devices": [str(c) for c in ctxs], "batch_per_device": batch,
+               "size": args.size, "num_workers": args.num_workers, "warmup": args.warmup,
+               "mxnet": mx.__version__, "cpu_count": os.cpu_count(),
+               "platform": platform.platform(), "results": results}
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
