@@ -57,6 +57,7 @@ setup(
         "scipy",
         "opencv-python-headless<4.9",
         "pycocotools",
+        "Pillow",
         "easydict",
         "tqdm",
         "pyyaml",

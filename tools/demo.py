@@ -40,6 +40,9 @@ def build_parser():
     x.add_argument("--images", help="a folder of images")
     x.add_argument("--video", help="a video file")
     x.add_argument("--camera", type=int, default=None, help="camera index, e.g. 0")
+    src.add_argument("--db", default=None,
+                     help="with no input flag: take images from this pose DB's val split "
+                          "(default: the experiment's data.db)")
     src.add_argument("--num", type=int, default=8, help="images taken from the DB (default 8)")
     src.add_argument("--max-frames", type=int, default=0,
                      help="stop a video/camera after N frames (0 = all)")
@@ -96,10 +99,11 @@ def _inputs(args, cfg):
         return gen(), fps
     # default: the experiment's own validation images
     from mxpose.data.store import PoseDB
-    db = PoseDB(cfg.data.db)
+    path = args.db or cfg.data.db
+    db = PoseDB(path)
     split = cfg.data.val_split if cfg.data.val_split in db.splits() else next(iter(db.splits()))
     ids = db.image_ids(split)[:args.num]
-    print(f"no input given: using {len(ids)} images of split {split!r} of {cfg.data.db}")
+    print(f"no input given: using {len(ids)} images of split {split!r} of {path}")
     return ((os.path.basename(db.image_info(int(i))["file_name"]), db.load_image(int(i)))
             for i in ids), None
 

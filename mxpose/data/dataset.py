@@ -14,28 +14,59 @@ with S the crop size (``aug.input_size``), s the stride, K and L from the networ
 skeleton (``data.skeleton``); the DB's own layout is converted to it
 (:func:`mxpose.skeleton.convert`).
 
-Multi-process loading: the DB connection is opened lazily in each process and thread
-and dropped when the dataset is pickled; the random generator is per process (seeded
-from ``train.seed`` and the process id), so workers never repeat each other's
-augmentation. A record that cannot be decoded is skipped with a logged warning naming
-it, and the next record is served in its place (never a dead worker, never a silent
-zero sample).
+Multi-process and multi-thread loading
+    gluon's DataLoader forks its worker pool when it is constructed, so nothing may be
+    open then: the constructor closes the DB connection it used to build the index, and
+    :class:`~mxpose.data.store.PoseDB` reopens one lazily per process and thread (and
+    drops it when pickled, for spawn). The target renderer (which owns its buffers) and
+    the random generator are per process and thread as well, so ``thread_pool=True``
+    loaders do not share them.
+
+Randomness
+    :meth:`PoseDataset.get` with an explicit ``seed`` draws the sample's augmentation
+    from that seed alone (what :func:`mxpose.data.loader.make_loader` does: every sample
+    of every epoch has its own seed, whatever worker serves it). ``dataset[i]`` draws
+    from the calling thread's generator: seeded from ``seed`` alone in the thread and
+    process that built the dataset, and from ``(seed, pid, thread)`` anywhere else, so
+    workers never repeat each other's augmentation; :meth:`reseed` sets it.
+
+Bad records
+    A record that cannot be read (undecodable or truncated image bytes, an image whose
+    decoded size disagrees with the DB, malformed keypoints, non-finite coordinates) is
+    skipped with a logged warning naming the record and the next sample is served in its
+    place: never a dead worker, never a silent zero sample. Each process counts its skips
+    in ``skipped``; :meth:`get` also returns the count per call, which the loader sums up
+    in the main process.
+
+Decoding
+    JPEG bytes are decoded with Pillow (libjpeg-turbo; about 1.5x faster than
+    ``cv2.imdecode`` here, bit-identical pixels), at 1/2 or 1/4 size through DCT scaling
+    when the drawn scale leaves at least one decoded pixel per crop pixel. Pixel ``q``
+    of an image decoded at 1/r covers original pixels ``r*q .. r*q + r - 1``, so it is
+    original pixel ``r*q + (r-1)/2``: the affine keeps mapping original coordinates and
+    the keypoints and targets do not depend on the decode.
 """
 from __future__ import annotations
 
+import io
 import logging
+import math
 import os
+import sqlite3
+import struct
+import threading
 from typing import Optional
 
+import cv2
 import numpy as np
 
 from ..config import default_config
 from ..skeleton import SkeletonError, convert, get_skeleton
 from .store import PoseDB, PoseDBError
-from .transforms import (Augmenter, normalize_image, person_scales_centers,
+from .transforms import (Augmenter, crop_region, normalize_image, person_scales_centers,
                          select_main_people, sample_affine)
 
-__all__ = ["PoseDataset"]
+__all__ = ["PoseDataset", "decode_image"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +75,15 @@ try:  # gluon's Dataset is a plain base class; keep the module importable withou
 except ImportError:  # pragma: no cover - mxnet is a hard requirement of the trainer only
     _Base = object
 
+try:
+    from PIL import Image as _PIL
+except ImportError:  # pragma: no cover - Pillow comes with gluoncv/matplotlib
+    _PIL = None
+
+# What a broken record raises on its way through _load (a bug elsewhere still raises).
+_RECORD_ERRORS = (PoseDBError, ValueError, OSError, cv2.error, sqlite3.DatabaseError,
+                  SkeletonError)
+
 
 def _reduce_factor(scale: float) -> int:
     """Largest JPEG DCT reduction (1, 2, 4) that still leaves >= 1 source px per crop px."""
@@ -51,6 +91,69 @@ def _reduce_factor(scale: float) -> int:
         if scale * r <= 1.0:
             return r
     return 1
+
+
+def decode_image(data: bytes, width: int, height: int, reduce: int = 1):
+    """Decode stored image bytes, at 1/``reduce`` size when the format allows it.
+
+    Parameters
+    ----------
+    data : bytes
+        Encoded image (JPEG, PNG, ...), never EXIF-rotated (annotations refer to the
+        stored pixel grid).
+    width, height : int
+        The size the DB records; a decoded image of another size is an invalid record.
+    reduce : {1, 2, 4, 8}
+        Requested DCT reduction (JPEG only; other formats decode at full size).
+
+    Returns
+    -------
+    img : uint8 (ceil(h/r), ceil(w/r), 3)
+    r : int
+        The reduction actually applied.
+    channels : {'rgb', 'bgr'}
+        Channel order of ``img`` (Pillow decodes RGB; the order is fixed at
+        normalisation for free, see :func:`~mxpose.data.transforms.normalize_image`).
+
+    Raises
+    ------
+    PoseDBError
+        Undecodable or truncated bytes, or a size that disagrees with the DB.
+    """
+    reduce = int(reduce)
+    if _PIL is not None:
+        try:
+            im = _PIL.open(io.BytesIO(data))
+            if reduce > 1 and im.format == "JPEG":
+                # draft picks the largest DCT scale s with size // s still >= the request;
+                # w // r keeps it at r for every w >= r
+                im.draft("RGB", (max(width // reduce, 1), max(height // reduce, 1)))
+            im.load()   # raises on truncated data (cv2 would return a grey-filled image)
+            if im.mode != "RGB":
+                im = im.convert("RGB")
+            img, channels = np.asarray(im), "rgb"
+        except (OSError, ValueError, SyntaxError, EOFError, struct.error,
+                _PIL.DecompressionBombError) as e:
+            raise PoseDBError(f"undecodable image bytes ({type(e).__name__}: {e})") from None
+    else:  # pragma: no cover
+        flags = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2,
+                 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}[reduce]
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), flags | cv2.IMREAD_IGNORE_ORIENTATION)
+        if img is None:
+            raise PoseDBError("undecodable image bytes")
+        channels = "bgr"
+    h, w = img.shape[:2]
+    for r in (1, reduce):
+        if (h, w) == (-(-height // r), -(-width // r)):
+            return img, r, channels
+    raise PoseDBError(f"decoded image is {w}x{h}, the DB says {width}x{height}")
+
+
+class _Local(threading.local):
+    pid = None
+    rng = None
+    renderer = None
+    crop = None      # reused warp output (consumed by normalisation within the call)
 
 
 class PoseDataset(_Base):
@@ -75,6 +178,19 @@ class PoseDataset(_Base):
         Base seed (default ``config.train.seed``).
     max_items : int, optional
         Keep only the first ``max_items`` samples (quick runs and tests).
+    return_meta : bool
+        Append a ``meta`` dict to each item: the recorded 2x3 ``affine`` (original ->
+        crop), the drawn parameters, ``keypoints`` (N, K, 3) in crop pixels (network
+        layout, flipped channels swapped), ``image_id``, ``file_name`` and ``reduce``
+        (the JPEG decode reduction used). Items with meta do not batch.
+
+    Attributes
+    ----------
+    index : ndarray, int64, (M, 2)
+        (image id, main person position) of each sample; the main person is -1 for
+        an image sample without anyone to centre on.
+    skipped : int
+        Unreadable samples skipped by this process.
     """
 
     def __init__(self, db_path: str, split: str, skeleton=None, config=None, train: bool = True,
@@ -101,9 +217,8 @@ class PoseDataset(_Base):
             raise ValueError(f"sample_per must be 'person' or 'image', got {self.sample_per!r}")
         self.seed = int(cfg.train.seed if seed is None else seed)
         self.augmenter = Augmenter(self.skeleton, cfg.aug)
-        self._renderer = None
-        self._rng = None
-        self._rng_pid = None
+        self._local = _Local()
+        self._owner = (os.getpid(), threading.get_ident())
         self.skipped = 0
         self.index = self._build_index()
         if max_items is not None:
@@ -111,6 +226,8 @@ class PoseDataset(_Base):
         if len(self.index) == 0:
             raise PoseDBError(f"{db_path}: split {split!r} has no usable samples "
                               f"(splits: {self.db.splits()})")
+        # Loaders fork/spawn their workers right after construction: nothing stays open.
+        self.db.close()
 
     # -- sample index ---------------------------------------------------------------------
     def _build_index(self) -> np.ndarray:
@@ -129,11 +246,18 @@ class PoseDataset(_Base):
         for s, e in zip(starts, ends):
             img = int(tab["image_id"][s])
             people = {k: v[s:e] for k, v in tab.items() if k != "image_id"}
-            # person_scales_centers wants keypoints only for the extent fallback; the index
-            # uses bbox/scale, and keypoint counts for the CMU filter.
-            kp = np.zeros((e - s, K, 3), np.float32)
-            for i, n in enumerate(people["num_keypoints"]):
-                kp[i, :n, 2] = 1
+            # The index needs keypoint counts (CMU filter) and bbox/scale/centre; only a
+            # person with neither a box nor an MPII scale+centre needs its keypoints'
+            # extent, which means reading the image's people.
+            bb, sc, ce = people["bbox"], people["scale"], people["center"]
+            known = ((np.all(np.isfinite(bb), 1) & (bb[:, 3] > 0))
+                     | (np.isfinite(sc) & np.all(np.isfinite(ce), 1)))
+            if known.all():
+                kp = np.zeros((e - s, K, 3), np.float32)
+                for i, n in enumerate(people["num_keypoints"]):
+                    kp[i, :n, 2] = 1
+            else:
+                kp = self.db.people(img)["keypoints"]
             people["keypoints"] = kp
             _, centers = person_scales_centers(people, a.scale_ref)
             if self.sample_per == "person":
@@ -154,46 +278,88 @@ class PoseDataset(_Base):
     def __len__(self):
         return int(self.index.shape[0])
 
-    # -- per-process state ------------------------------------------------------------------
+    # -- per-process, per-thread state --------------------------------------------------------
     def __getstate__(self):
         st = self.__dict__.copy()
-        st["_renderer"] = None
-        st["_rng"] = None
+        st.pop("_local", None)
         return st
+
+    def __setstate__(self, st):
+        self.__dict__.update(st)
+        self._local = _Local()
+
+    def _state(self) -> _Local:
+        loc = self._local
+        if loc.pid != os.getpid():   # forked: the parent's generator and buffers stay behind
+            loc.pid, loc.rng, loc.renderer, loc.crop = os.getpid(), None, None, None
+        return loc
 
     @property
     def renderer(self):
-        if self._renderer is None:
+        """This thread's :class:`~mxpose.targets.TargetRenderer` (it owns its buffers)."""
+        loc = self._state()
+        if loc.renderer is None:
             from ..targets import TargetRenderer
-            self._renderer = TargetRenderer.from_config(
+            loc.renderer = TargetRenderer.from_config(
                 self.skeleton, int(self.cfg.aug.input_size), self.cfg.targets)
-        return self._renderer
+        return loc.renderer
 
     def rng(self) -> np.random.Generator:
-        pid = os.getpid()
-        if self._rng is None or self._rng_pid != pid:
-            self._rng = np.random.default_rng(np.random.SeedSequence([self.seed, pid]))
-            self._rng_pid = pid
-        return self._rng
+        """This thread's generator (see the module docstring for its seed)."""
+        loc = self._state()
+        if loc.rng is None:
+            if (os.getpid(), threading.get_ident()) == self._owner:
+                key = [self.seed]
+            else:
+                key = [self.seed, os.getpid(), threading.get_ident()]
+            loc.rng = np.random.default_rng(np.random.SeedSequence(key))
+        return loc.rng
 
     def reseed(self, seed: int):
-        """Make the next samples of this process reproducible from ``seed``."""
-        self._rng = np.random.default_rng(seed)
-        self._rng_pid = os.getpid()
+        """Make the next samples of this process and thread reproducible from ``seed``."""
+        self._state().rng = np.random.default_rng(seed)
 
     # -- samples ---------------------------------------------------------------------------
     def __getitem__(self, idx):
+        return self.get(idx)[0]
+
+    def get(self, idx: int, seed: Optional[int] = None):
+        """Sample ``idx`` and the number of unreadable samples skipped to serve it.
+
+        Parameters
+        ----------
+        idx : int
+        seed : int, optional
+            Draw the augmentation from ``np.random.default_rng(seed)`` (thread-safe,
+            independent of which worker serves it); default: this thread's generator.
+
+        Returns
+        -------
+        item : tuple
+            ``(image, heatmaps, heat_mask, pafs, paf_mask)`` (+ ``meta`` with
+            ``return_meta``), from sample ``idx`` or, when that one is unreadable, the
+            next readable one.
+        skipped : int
+        """
         n = len(self)
+        rng = self.rng() if seed is None else np.random.default_rng(seed)
         for attempt in range(min(n, 16)):
             j = (int(idx) + attempt) % n
             try:
-                return self._load(j)
-            except (PoseDBError, ValueError) as e:
+                return self._load(j, rng), attempt
+            except _RECORD_ERRORS as e:
                 self.skipped += 1
-                img_id = int(self.index[j, 0])
-                log.warning("skipping sample %d (image id %d of %s): %s", j, img_id,
-                            self.db.path, e)
-        raise PoseDBError(f"{self.db.path}: 16 consecutive samples from {idx} are unreadable")
+                log.warning("%s: skipping sample %d (%s): %s [%d skipped in process %d]",
+                            self.db.path, j, self._describe(j), e, self.skipped, os.getpid())
+        raise PoseDBError(f"{self.db.path}: {min(n, 16)} consecutive samples from {idx} "
+                          "are unreadable")
+
+    def _describe(self, j: int) -> str:
+        img_id = int(self.index[j, 0])
+        try:
+            return f"image id {img_id}, {self.db.image_info(img_id)['file_name']!r}"
+        except Exception:   # the record may be broken beyond its name
+            return f"image id {img_id}"
 
     def load_raw(self, j: int):
         """Sample j before augmentation: (image id, people dict in the network layout,
@@ -205,7 +371,9 @@ class PoseDataset(_Base):
             kp = convert(kp, self.src_skeleton, self.skeleton)
         return img_id, people, kp, main
 
-    def _load(self, j: int):
+    # -- the stages of one sample (separate so tools/bench_pipeline.py can time them) ------
+    def _prepare(self, j: int, rng: np.random.Generator) -> dict:
+        """DB reads (no pixels) and the drawn affine of sample j."""
         a = self.cfg.aug
         img_id, people, kp, main = self.load_raw(j)
         info = self.db.image_info(img_id)
@@ -215,28 +383,75 @@ class PoseDataset(_Base):
         else:  # no person to centre on: fit the whole image into the crop
             center = ((info["width"] - 1) / 2, (info["height"] - 1) / 2)
             pscale = a.target_dist * max(info["width"], info["height"]) / a.input_size
-        rng = self.rng()
         M, flipped, params = sample_affine(rng, center, pscale, a, self.train)
-        r = _reduce_factor(params["scale"])
-        img = self.db.load_image(img_id, reduce=r)
-        pre = None
-        if r > 1:
-            # reduced pixel q covers original pixels r*q .. r*q + r - 1: centre r*q + (r-1)/2
-            sx = info["width"] / img.shape[1]
-            sy = info["height"] / img.shape[0]
-            pre = np.array([[sx, 0, (sx - 1) / 2], [0, sy, (sy - 1) / 2]])
-        sup = None
-        if self.cfg.targets.use_masks and self.db.ignore_rles(img_id):
-            sup = 1.0 - self.db.ignore_mask(img_id).astype(np.float32)
         # crowd people carry no usable keypoints; everyone else is rendered
-        kp = kp[~people["is_crowd"]] if people["is_crowd"].any() else kp
-        out = self.augmenter.apply(M, flipped, params, img, kp, sup, pre)
+        if people["is_crowd"].any():
+            kp = kp[~people["is_crowd"]]
+        return {"image_id": img_id, "info": info, "keypoints": kp, "M": M,
+                "flipped": flipped, "params": params}
+
+    def _decode(self, s: dict):
+        """Image pixels at the reduced size the drawn scale allows, and the affine from
+        decoded pixels to original pixels (None at full size)."""
+        info = s["info"]
+        data = self.db.image_bytes(s["image_id"])
+        img, r, channels = decode_image(data, info["width"], info["height"],
+                                        _reduce_factor(s["params"]["scale"]))
+        # decoded pixel q is original pixel r*q + (r-1)/2 (DCT scaling averages r x r)
+        pre = None if r == 1 else np.array([[r, 0, (r - 1) / 2], [0, r, (r - 1) / 2]],
+                                           dtype=np.float64)
+        return img, pre, channels, r
+
+    def _ignore(self, s: dict):
+        """The supervision mask (1 = supervise) over the bounding box of the image's
+        ignore regions, and that box's offset; (None, None) when there is nothing to
+        ignore inside this sample's crop (then no mask is decoded or warped)."""
+        if not self.cfg.targets.use_masks:
+            return None, None
+        rles = self.db.ignore_rles(s["image_id"])
+        if not rles:
+            return None, None
+        from pycocotools import mask as mask_utils
+        info = s["info"]
+        for r in rles:
+            if tuple(r["size"]) != (info["height"], info["width"]):
+                raise PoseDBError(f"ignore region of size {r['size']} on a "
+                                  f"{info['width']}x{info['height']} image")
+        rles = [{"size": r["size"], "counts": r["counts"]} for r in rles]
+        box = mask_utils.toBbox(rles)                      # (x, y, w, h) pixel edges
+        x0, y0 = int(box[:, 0].min()), int(box[:, 1].min())
+        x1 = int(math.ceil((box[:, 0] + box[:, 2]).max()))
+        y1 = int(math.ceil((box[:, 1] + box[:, 3]).max()))
+        if x1 <= x0 or y1 <= y0:
+            return None, None
+        if crop_region(s["M"], (x0, y0, x1 - 1, y1 - 1), self.augmenter.size) is None:
+            return None, None
+        ignore = mask_utils.decode(mask_utils.merge(rles, intersect=False) if len(rles) > 1
+                                   else rles[0])
+        # pycocotools decodes Fortran-ordered masks; OpenCV wants C order
+        sub = 1.0 - np.ascontiguousarray(ignore[y0:y1, x0:x1], dtype=np.float32)
+        return sub, (x0, y0)
+
+    def _crop_buffer(self) -> np.ndarray:
+        loc = self._state()
+        if loc.crop is None:
+            S = self.augmenter.size
+            loc.crop = np.empty((S, S, 3), dtype=np.uint8)
+        return loc.crop
+
+    def _load(self, j: int, rng: Optional[np.random.Generator] = None):
+        s = self._prepare(j, self.rng() if rng is None else rng)
+        img, pre, channels, _ = self._decode(s)
+        sup, offset = self._ignore(s)
+        out = self.augmenter.apply(s["M"], s["flipped"], s["params"], img, s["keypoints"],
+                                   sup, pre, offset or (0, 0), self._crop_buffer())
         # copies: gluon's DataLoader holds a whole batch of items before stacking them
         t = self.renderer.render(out["keypoints"], out["supervise"], copy=True)
-        heat, heat_mask, paf, paf_mask = t["heatmaps"], t["heat_mask"], t["pafs"], t["paf_mask"]
-        image = normalize_image(out["image"])
+        image = normalize_image(out["image"], channels=channels)
+        item = (image, t["heatmaps"], t["heat_mask"], t["pafs"], t["paf_mask"])
         if self.return_meta:
-            meta = dict(out["meta"], image_id=img_id, file_name=info["file_name"],
-                        keypoints=out["keypoints"])
-            return image, heat, heat_mask, paf, paf_mask, meta
-        return image, heat, heat_mask, paf, paf_mask
+            info = s["info"]
+            meta = dict(out["meta"], image_id=s["image_id"], file_name=info["file_name"],
+                        keypoints=out["keypoints"], reduce=1 if pre is None else int(pre[0, 0]))
+            return item + (meta,)
+        return item

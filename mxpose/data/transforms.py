@@ -32,7 +32,8 @@ import cv2
 import numpy as np
 
 __all__ = ["person_scales_centers", "select_main_people", "sample_affine", "affine_matrix",
-           "apply_affine", "invert_affine", "warp_image", "warp_mask", "normalize_image",
+           "apply_affine", "invert_affine", "warp_image", "crop_region", "warp_mask",
+           "normalize_image",
            "denormalize_image", "Augmenter"]
 
 
@@ -174,32 +175,116 @@ def invert_affine(M: np.ndarray) -> np.ndarray:
     return cv2.invertAffineTransform(np.asarray(M, np.float64))
 
 
-def warp_image(img: np.ndarray, M: np.ndarray, size: int, pad_value: int = 128) -> np.ndarray:
-    """Warp a BGR uint8 image into a ``size`` x ``size`` crop (bilinear, padded)."""
-    return cv2.warpAffine(img, M, (size, size), flags=cv2.INTER_LINEAR,
+def warp_image(img: np.ndarray, M: np.ndarray, size: int, pad_value: int = 128,
+               out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Warp a BGR uint8 image into a ``size`` x ``size`` crop (bilinear, padded).
+
+    ``out`` (size, size, 3) uint8 C-contiguous is written in place (a reused buffer
+    saves page-faulting a fresh crop in per sample)."""
+    if out is not None and (out.shape != (size, size, 3) or out.dtype != np.uint8
+                            or not out.flags.c_contiguous):
+        raise ValueError(f"out must be a C-contiguous uint8 ({size}, {size}, 3) array")
+    return cv2.warpAffine(img, M, (size, size), dst=out, flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=(pad_value,) * 3)
 
 
-def warp_mask(mask: np.ndarray, M: np.ndarray, size: int, border: float = 1.0) -> np.ndarray:
+def crop_region(M: np.ndarray, box, size: int):
+    """Crop rectangle that the original-image box can reach through ``M``.
+
+    Parameters
+    ----------
+    M : (2, 3) affine, original -> crop.
+    box : (x0, y0, x1, y1) pixel-centre bounds (inclusive) of a region in the original.
+    size : crop side S.
+
+    Returns
+    -------
+    (cx0, cy0, cx1, cy1) int, half-open, clipped to the crop, or None when the region
+    falls outside it. One pixel of margin on each side covers bilinear interpolation
+    and OpenCV's fixed-point (1/32 px) coordinates.
+    """
+    x0, y0, x1, y1 = (float(v) for v in box)
+    corners = np.array([[x0 - 1, y0 - 1], [x1 + 1, y0 - 1], [x0 - 1, y1 + 1], [x1 + 1, y1 + 1]])
+    q = corners @ np.asarray(M, np.float64)[:, :2].T + np.asarray(M, np.float64)[:, 2]
+    cx0, cy0 = (max(int(math.floor(v)) - 1, 0) for v in q.min(0))
+    cx1, cy1 = (min(int(math.ceil(v)) + 2, size) for v in q.max(0))
+    if cx0 >= cx1 or cy0 >= cy1:
+        return None
+    return cx0, cy0, cx1, cy1
+
+
+def warp_mask(mask: np.ndarray, M: np.ndarray, size: int, border: float = 1.0,
+              offset=(0, 0), roi=None) -> np.ndarray:
     """Warp a float32 supervision mask (1 = supervise) into the crop; outside the
-    original image the mask is ``border``."""
-    return cv2.warpAffine(mask, M, (size, size), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=float(border))
+    original image the mask is ``border``.
+
+    Parameters
+    ----------
+    mask : float32 (h, w)
+        The mask, or a sub-rectangle of it whose top-left pixel is the original
+        pixel ``offset``; everything outside the sub-rectangle must equal ``border``
+        (so warping only it is exact: bilinear samples outside read ``border`` either way).
+    M : (2, 3) affine, original -> crop.
+    size : crop side S.
+    offset : (x, y) original pixel of ``mask[0, 0]``.
+    roi : (cx0, cy0, cx1, cy1), optional
+        Only this crop rectangle is warped (see :func:`crop_region`); the rest of the
+        crop is ``border``. Default: the whole crop.
+
+    Returns
+    -------
+    float32 (S, S)
+    """
+    M = np.asarray(M, np.float64)
+    cx0, cy0, cx1, cy1 = (0, 0, size, size) if roi is None else roi
+    Ms = M.copy()
+    # mask pixel (i, j) is original pixel (j + ox, i + oy); the roi shifts the crop origin
+    Ms[:, 2] += M[:, :2] @ np.asarray(offset, np.float64) - np.array([cx0, cy0], np.float64)
+    warped = cv2.warpAffine(mask, Ms, (cx1 - cx0, cy1 - cy0), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=float(border))
+    if (cx0, cy0, cx1, cy1) == (0, 0, size, size):
+        return warped
+    out = np.full((size, size), border, dtype=np.float32)
+    out[cy0:cy1, cx0:cx1] = warped
+    return out
 
 
-def normalize_image(img: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
-    """BGR uint8 (h, w, 3) -> CHW float32 ``(v - 128) / 256`` (CMU's VGG input)."""
+# (v - 128) / 256 for every uint8 value: one table lookup per pixel instead of two passes
+_NORM_LUT = ((np.arange(256, dtype=np.float32) - 128.0) / 256.0).reshape(1, 256)
+
+
+def normalize_image(img: np.ndarray, out: Optional[np.ndarray] = None,
+                    channels: str = "bgr") -> np.ndarray:
+    """BGR uint8 (h, w, 3) -> CHW float32 ``(v - 128) / 256`` (CMU's VGG input).
+
+    ``channels='rgb'`` takes an RGB image and still writes BGR planes (the reorder is
+    free here, so decoders that produce RGB need no conversion pass). ``out`` (3, h, w)
+    float32 C-contiguous is filled in place.
+    """
+    if channels not in ("bgr", "rgb"):
+        raise ValueError(f"channels must be 'bgr' or 'rgb', got {channels!r}")
+    img = np.asarray(img)
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"expected an (h, w, 3) image, got shape {img.shape}")
     h, w = img.shape[:2]
     if out is None:
         out = np.empty((3, h, w), dtype=np.float32)
-    np.subtract(img.transpose(2, 0, 1), 128.0, out=out, dtype=np.float32)
-    out *= 1.0 / 256.0
+    order = [0, 1, 2] if channels == "bgr" else [2, 1, 0]
+    if (img.dtype == np.uint8 and out.flags.c_contiguous and out.dtype == np.float32
+            and out.shape == (3, h, w)):
+        for c, plane in zip(order, cv2.split(np.ascontiguousarray(img))):
+            cv2.LUT(plane, _NORM_LUT, dst=out[c])
+    else:   # other dtypes (float images) and odd output buffers: plain arithmetic
+        np.subtract(img[..., order].transpose(2, 0, 1), 128.0, out=out, dtype=np.float32)
+        out *= 1.0 / 256.0
     return out
 
 
 def denormalize_image(chw: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`normalize_image`: CHW float32 -> BGR uint8 HWC."""
-    return np.clip(np.asarray(chw).transpose(1, 2, 0) * 256.0 + 128.0, 0, 255).astype(np.uint8)
+    """Inverse of :func:`normalize_image`: CHW float32 -> BGR uint8 HWC (C-contiguous,
+    so OpenCV can draw on it)."""
+    hwc = np.clip(np.asarray(chw).transpose(1, 2, 0) * 256.0 + 128.0, 0, 255)
+    return np.ascontiguousarray(hwc, dtype=np.uint8)
 
 
 class Augmenter:
@@ -242,13 +327,27 @@ class Augmenter:
         M, flipped, params = sample_affine(rng, center, person_scale, self.aug, train)
         return self.apply(M, flipped, params, img, keypoints, supervise, pre)
 
-    def apply(self, M, flipped, params, img, keypoints, supervise, pre=None):
+    def apply(self, M, flipped, params, img, keypoints, supervise, pre=None,
+              supervise_offset=(0, 0), image_out=None):
         """Warp with an already drawn affine (see :func:`sample_affine`); same returns as
         :meth:`__call__`. ``supervise`` is at ORIGINAL resolution (warped with ``M``),
-        ``img`` at the resolution ``pre`` maps from."""
+        ``img`` at the resolution ``pre`` maps from.
+
+        ``supervise`` may be just the sub-rectangle of the original mask that holds its
+        ignore regions, starting at original pixel ``supervise_offset`` (x, y); the
+        mask is 1 everywhere else. Only the crop pixels that sub-rectangle can reach are
+        warped, and ``supervise`` comes back None when it does not reach the crop at all
+        (nothing to ignore in this sample). ``image_out`` is an optional reused crop
+        buffer (see :func:`warp_image`)."""
         Mimg = M if pre is None else M @ np.vstack([pre, [0, 0, 1]])
-        crop = warp_image(img, Mimg, self.size, int(self.aug.pad_value))
-        sup = None if supervise is None else warp_mask(supervise, M, self.size, 1.0)
+        crop = warp_image(img, Mimg, self.size, int(self.aug.pad_value), out=image_out)
+        sup = None
+        if supervise is not None:
+            h, w = supervise.shape[:2]
+            ox, oy = supervise_offset
+            roi = crop_region(M, (ox, oy, ox + w - 1, oy + h - 1), self.size)
+            if roi is not None:
+                sup = warp_mask(supervise, M, self.size, 1.0, offset=(ox, oy), roi=roi)
         kp = apply_affine(M, keypoints)
         if flipped:
             kp = kp[:, self.skeleton.flip_index]
