@@ -8,7 +8,7 @@ import importlib
 from ._version import __version__
 
 __all__ = ["__version__", "skeleton", "config", "data", "targets", "decode", "model_zoo", "caffe_import",
-           "loss", "train", "infer", "eval", "viz"]
+           "loss", "train", "infer", "eval", "viz", "export", "cli"]
 
 
 def __getattr__(name):

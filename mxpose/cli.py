@@ -21,9 +21,11 @@ def run_main(fn, argv=None) -> int:
     from .data.store import PoseDBError
     from .skeleton import SkeletonError
     prog = os.path.basename(sys.argv[0])
+    from .export import ExportError
     try:
         return fn(argv) or 0
-    except (CLIError, ConfigError, PoseDBError, SkeletonError, FileNotFoundError) as e:
+    except (CLIError, ConfigError, PoseDBError, SkeletonError, FileNotFoundError,
+            ExportError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

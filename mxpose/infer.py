@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import cv2
@@ -85,7 +86,9 @@ class Predictor:
     decode_params : dict
         Passed to :func:`mxpose.decode.decode` (thresholds).
     engine : {'gluon', 'numpy'}
-        'gluon' treats ``net`` as a Gluon block; 'numpy' as the callable described above.
+        'gluon' treats ``net`` as a Gluon block; 'numpy' as the callable described above
+        (e.g. :class:`mxpose.export.OnnxRunner`). Exported models:
+        :meth:`from_exported`.
     """
 
     def __init__(self, net, skeleton, scales: Sequence[float] = (1.0,), flip: bool = False,
@@ -100,6 +103,10 @@ class Predictor:
         self.stride = int(stride)
         self.decode_params = dict(decode_params or {})
         self.timings = {"net": 0.0, "decode": 0.0, "frames": 0}
+        #: the network (Gluon block or numpy callable) and the engine's name; exported
+        #: models set 'symbol' or 'onnx' here (see :meth:`from_exported`)
+        self.net = net
+        self.engine = engine
         if engine == "gluon":
             import mxnet as mx
             self.ctx = ctx or mx.cpu()
@@ -159,7 +166,69 @@ class Predictor:
         kw.setdefault("decode_params", decode_params_from_config(cfg))
         return cls(net, skel, ctx=ctx, **kw)
 
+    @classmethod
+    def from_exported(cls, path: str, engine: str = "symbol", ctx=None, providers=None,
+                      threads: int = 0, **kw):
+        """Run an export of :mod:`mxpose.export` (``tools/export.py``) without the model
+        code: the sidecar ``X-meta.json`` gives the skeleton, stride, boxsize and the
+        default scales, flip and decoder thresholds (``kw`` overrides them).
+
+        Parameters
+        ----------
+        path : str
+            The export prefix ``X`` or any of its files (``X.onnx``, ``X-symbol.json``...).
+        engine : {'symbol', 'onnx'}
+            'symbol': ``X-symbol.json`` + ``X-0000.params`` in MXNet (``SymbolBlock``);
+            'onnx': ``X.onnx`` in onnxruntime (no MXNet needed).
+        ctx : mxnet Context, optional
+            Device of the 'symbol' engine (default CPU).
+        providers : list of str, optional
+            onnxruntime providers of the 'onnx' engine (default: CUDA if available, CPU).
+        threads : int
+            onnxruntime intra-op threads (0: its default).
+        """
+        from .export import OnnxRunner, export_files, read_meta
+        from .skeleton import Skeleton
+        meta = read_meta(path)
+        files = export_files(path)
+        kw.setdefault("scales", meta["test"]["scales"])
+        kw.setdefault("flip", meta["test"]["flip"])
+        kw.setdefault("boxsize", meta["boxsize"])
+        kw.setdefault("stride", meta["stride"])
+        kw.setdefault("decode_params", meta["decode"])
+        skel = Skeleton.from_dict(meta["skeleton"])
+        if engine == "symbol":
+            import mxnet as mx
+            for k in ("symbol", "params"):
+                if not os.path.isfile(files[k]):
+                    raise FileNotFoundError(f"exported {k} file {files[k]} does not exist")
+            ctx = ctx or mx.cpu()
+            with warnings.catch_warnings():
+                # "cannot decide type for data": the input's dtype is only known at the
+                # first call (float32); harmless
+                warnings.simplefilter("ignore", UserWarning)
+                net = mx.gluon.SymbolBlock.imports(files["symbol"],
+                                                   [meta["input"]["symbol_name"]],
+                                                   files["params"], ctx=ctx)
+            net.hybridize(static_alloc=True)
+            pred = cls(net, skel, ctx=ctx, **kw)
+        elif engine == "onnx":
+            pred = cls(OnnxRunner(files["onnx"], providers=providers, threads=threads), skel,
+                       engine="numpy", **kw)
+        else:
+            raise ValueError(f"unknown engine {engine!r}; use 'symbol' or 'onnx'")
+        pred.engine = engine
+        pred.meta = meta
+        return pred
+
     # -- maps ------------------------------------------------------------------------------------
+    def input_batch(self, img: np.ndarray, scale: float = 1.0):
+        """The network input of one BGR uint8 image at ``scale``: ``(batch (1, 3, h, w)
+        float32, (sx, sy) resize factors)``, resized, padded and normalised as
+        :meth:`maps` feeds it."""
+        padded, base = self._prepare(img, scale)
+        return normalize_image(padded)[None], base
+
     def _prepare(self, img: np.ndarray, scale: float):
         h, w = img.shape[:2]
         s = scale * self.boxsize / h
@@ -186,54 +255,85 @@ class Predictor:
         heatmaps : (K+1, H0, W0) float32 and pafs (2L, H0, W0) on the base grid;
         base : (sx, sy) resize factors of the base grid's image (first scale).
         """
-        if img is None or img.ndim != 3 or img.shape[2] != 3:
-            raise ValueError("expected a BGR uint8 image of shape (h, w, 3)")
-        heat_sum = paf_sum = None
+        return self.maps_batch([img])[0]
+
+    def maps_batch(self, imgs: Sequence[np.ndarray]) -> list:
+        """Averaged maps of several BGR uint8 images of one size (e.g. video frames), one
+        network forward per scale for all of them (and their mirrored copies).
+
+        Returns
+        -------
+        list of (heatmaps, pafs, base) as :meth:`maps` gives for each image.
+        """
+        imgs = list(imgs)
+        if not imgs:
+            return []
+        for img in imgs:
+            if img is None or img.ndim != 3 or img.shape[2] != 3:
+                raise ValueError("expected a BGR uint8 image of shape (h, w, 3)")
+        if any(img.shape != imgs[0].shape for img in imgs):
+            raise ValueError("maps_batch needs images of one size, got "
+                             f"{sorted({img.shape for img in imgs})}")
+        n_img = len(imgs)
+        heat_sum = [None] * n_img
+        paf_sum = [None] * n_img
         base = None
         t0 = time.perf_counter()
         for scale in self.scales:
-            padded, (sx, sy) = self._prepare(img, scale)
-            x = normalize_image(padded)[None]
+            xs = []
+            for img in imgs:
+                padded, (sx, sy) = self._prepare(img, scale)
+                xs.append(normalize_image(padded))
+            x = np.stack(xs)
             if self.flip:
+                # batch order: the images, then their mirrored copies
                 x = np.concatenate([x, x[..., ::-1]], axis=0)
             paf, heat = self._forward(np.ascontiguousarray(x))
-            pairs = [(heat[0], paf[0])]
-            if self.flip:
-                pairs.append(self._unflip(heat[1], paf[1]))
             if base is None:
                 base = (sx, sy)
                 out_hw = heat.shape[2:]
-            for h_, p_ in pairs:
-                if (sx, sy) != base or h_.shape[1:] != tuple(out_hw):
-                    # base cell g0 <-> original p = (stride*g0 + stride/2)/s0 - 0.5
-                    #             <-> this scale's cell g = r*g0 + (r - 1)/2, r = s/s0
-                    rx, ry = sx / base[0], sy / base[1]
-                    A = np.array([[rx, 0, (rx - 1) / 2], [0, ry, (ry - 1) / 2]])
-                    M = cv2.invertAffineTransform(A)
-                    h_ = _resample(h_, M, out_hw)
-                    p_ = _resample(p_, M, out_hw)
-                if heat_sum is None:
-                    heat_sum, paf_sum = h_.astype(np.float32), p_.astype(np.float32)
-                else:
-                    heat_sum += h_
-                    paf_sum += p_
+            for i in range(n_img):
+                pairs = [(heat[i], paf[i])]
+                if self.flip:
+                    pairs.append(self._unflip(heat[n_img + i], paf[n_img + i]))
+                for h_, p_ in pairs:
+                    if (sx, sy) != base or h_.shape[1:] != tuple(out_hw):
+                        # base cell g0 <-> original p = (stride*g0 + stride/2)/s0 - 0.5
+                        #             <-> this scale's cell g = r*g0 + (r - 1)/2, r = s/s0
+                        rx, ry = sx / base[0], sy / base[1]
+                        A = np.array([[rx, 0, (rx - 1) / 2], [0, ry, (ry - 1) / 2]])
+                        M = cv2.invertAffineTransform(A)
+                        h_ = _resample(h_, M, out_hw)
+                        p_ = _resample(p_, M, out_hw)
+                    if heat_sum[i] is None:
+                        heat_sum[i], paf_sum[i] = h_.astype(np.float32), p_.astype(np.float32)
+                    else:
+                        heat_sum[i] += h_
+                        paf_sum[i] += p_
         n = len(self.scales) * (2 if self.flip else 1)
         self.timings["net"] += time.perf_counter() - t0
-        return heat_sum / n, paf_sum / n, base
+        return [(heat_sum[i] / n, paf_sum[i] / n, base) for i in range(n_img)]
 
     # -- people ------------------------------------------------------------------------------------
     def __call__(self, img: np.ndarray):
         """People of one image: ``(people (N, K, 3) x, y, part score in image pixels,
         scores (N,))``."""
+        return self.predict_batch([img])[0]
+
+    def predict_batch(self, imgs: Sequence[np.ndarray]) -> list:
+        """People of several images of one size, the network run once per scale for all
+        (:meth:`maps_batch`): a list of ``(people, scores)`` as :meth:`__call__` gives."""
         from .decode import decode
-        heat, paf, base = self.maps(img)
-        t0 = time.perf_counter()
-        # the decoder's limb-length prior uses the height of the image the maps come from
-        people, scores = decode(heat, paf, self.skeleton, stride=self.stride,
-                                **self.decode_params)
-        self.timings["decode"] += time.perf_counter() - t0
-        self.timings["frames"] += 1
-        return grid_to_image(people, base), scores
+        out = []
+        for heat, paf, base in self.maps_batch(imgs):
+            t0 = time.perf_counter()
+            # the decoder's limb-length prior uses the height of the image the maps come from
+            people, scores = decode(heat, paf, self.skeleton, stride=self.stride,
+                                    **self.decode_params)
+            self.timings["decode"] += time.perf_counter() - t0
+            self.timings["frames"] += 1
+            out.append((grid_to_image(people, base), scores))
+        return out
 
     def fps(self) -> dict:
         """Frames per second of the network part and of the decoder so far."""
