@@ -112,8 +112,8 @@ def resolve_run(args):
     else:
         base = cfg if cfg is not None else load_config(default_experiment())
         prefix = checkpoint_prefix(base, args.workdir)
-    saved = load_run_config(prefix)
     if cfg is None:
+        saved = load_run_config(prefix)
         cfg = saved if saved is not None else load_config(default_experiment())
     return cfg, prefix, list_checkpoints(prefix)
 

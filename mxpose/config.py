@@ -88,8 +88,6 @@ def default_config() -> EasyDict:
             "workdir": "work",
             "prefix": "",                  # '' = <workdir>/<name>/<model.name>
             "amp": False,
-            "val_every": 0,
-            "val_images": 50,
         },
         "test": {
             "scales": [1.0],

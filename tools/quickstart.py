@@ -18,7 +18,7 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG = os.path.join("experiments", "synthetic_lwpose.yaml")
+CONFIG = os.path.join(ROOT, "experiments", "synthetic_lwpose.yaml")
 
 
 def build_parser():
@@ -27,7 +27,7 @@ def build_parser():
     p.add_argument("--data", default="data/synthetic.db", help="dataset DB (data/synthetic.db)")
     p.add_argument("--workdir", default="work", help="training work dir (work)")
     p.add_argument("--out", default="quickstart_out", help="tables and demo images")
-    p.add_argument("--config", default=CONFIG, help=f"experiment ({CONFIG})")
+    p.add_argument("--config", default=CONFIG, help="experiment (experiments/synthetic_lwpose.yaml)")
     p.add_argument("--train-images", type=int, default=4000, help="synthetic training images")
     p.add_argument("--val-images", type=int, default=200, help="held-out synthetic images")
     p.add_argument("--iters", type=int, default=None,
@@ -61,13 +61,20 @@ def main(argv=None):
         tool("make_synthetic.py"), "--out", args.data, "--num-images", str(args.train_images),
         "--val-images", str(args.val_images), "--preview", os.path.join(args.out, "samples"),
         *quiet])
+    from mxpose.config import load_config
+    from mxpose.train.checkpoint import checkpoint_prefix, latest_checkpoint
+    cfg = load_config(args.config)
+    target = args.iters if args.iters is not None else int(cfg.train.max_iters)
+    done = latest_checkpoint(checkpoint_prefix(cfg, args.workdir)) or 0
     train = [tool("train.py"), "-c", args.config, "--set", f"data.db={args.data}",
-             "--workdir", args.workdir, "--resume", *quiet]
-    if args.iters is not None:
-        train += ["--max-iters", str(args.iters)]
+             "--workdir", args.workdir, "--max-iters", str(target), *quiet]
     if args.num_workers is not None:
         train += ["--num-workers", str(args.num_workers)]
-    times["train"] = _run("2/4 training", train)
+    if done >= target:
+        print(f"\n[quickstart] 2/4 training: checkpoint {done} exists, nothing to train")
+        times["train"] = 0.0
+    else:
+        times["train"] = _run("2/4 training", train + (["--resume"] if done else []))
     ckpt = ["-c", args.config, "--workdir", args.workdir]
     table = os.path.join(args.out, "eval_val.json")
     times["evaluate"] = _run("3/4 evaluation", [

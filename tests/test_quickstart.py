@@ -1,0 +1,62 @@
+"""A shortened quickstart, exactly as a user runs it (tools/quickstart.py): the loss must
+fall and the trained network's AP on the held-out synthetic val split must be clearly
+above the untrained network's."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join(ROOT, "experiments", "synthetic_lwpose.yaml")
+
+
+def _ap(out_json):
+    figures = json.load(open(out_json))
+    key = max(figures, key=lambda k: int(k))
+    return figures[key]["0"]["coco"]
+
+
+@pytest.mark.slow
+def test_short_quickstart_learns(tmp_path):
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "quickstart.py"),
+                        "--train-images", "600", "--val-images", "60", "--iters", "500",
+                        "--demo-images", "2", "--no-progress"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=1500)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "COCO keypoint AP on the synthetic val split" in r.stdout
+    # the loss falls
+    log = tmp_path / "work" / "synthetic_lwpose" / "lwpose_mobilenet-train.jsonl"
+    losses = [json.loads(l)["loss"] for l in log.read_text().splitlines()
+              if '"loss"' in l]
+    assert len(losses) >= 20
+    first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
+    assert last < 0.5 * first, (first, last)
+    trained = _ap(tmp_path / "quickstart_out" / "eval_val.json")
+    assert len(list((tmp_path / "quickstart_out" / "demo").glob("*.jpg"))) == 2
+
+    # the untrained network, initialised as tools/train.py initialises it
+    import mxnet as mx
+    from mxpose.config import load_config
+    from mxpose.model_zoo import get_model
+    from mxpose.skeleton import get_skeleton
+    cfg = load_config(CONFIG)
+    skel = get_skeleton(cfg.data.skeleton)
+    mx.random.seed(0)
+    net = get_model(cfg.model.name, num_heatmaps=skel.num_heatmaps, num_pafs=skel.num_pafs,
+                    **cfg.model.kwargs)
+    net.initialize()
+    net(mx.nd.zeros((1, 3, 64, 64)))
+    params = str(tmp_path / "untrained.params")
+    net.save_parameters(params)
+    js = str(tmp_path / "untrained.json")
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "evaluate.py"),
+                        "--db", str(tmp_path / "data" / "synthetic.db"), "--split", "val",
+                        "-c", CONFIG, "--weights", params, "--json", js, "--no-progress"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    untrained = _ap(js)
+    print("trained", trained, "untrained", untrained)
+    assert trained["AP50"] >= untrained["AP50"] + 0.1, (trained, untrained)
+    assert trained["AP"] >= untrained["AP"] + 0.03, (trained, untrained)
