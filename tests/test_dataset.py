@@ -318,3 +318,19 @@ def test_bench_pipeline_json(syn_db, tmp_path):
                 "reduced_decode_fraction"):
         assert res["sample"][key] >= 0
     assert "full sample" in r.stdout
+
+
+def test_truncated_jpeg_is_rejected_even_after_gluoncv_import(syn_db):
+    # gluoncv.data.mhp flips PIL's LOAD_TRUNCATED_IMAGES on at import time
+    import gluoncv.data  # noqa: F401
+    from PIL import ImageFile
+
+    from mxpose.data import PoseDB, PoseDBError
+    from mxpose.data.dataset import decode_image
+    ImageFile.LOAD_TRUNCATED_IMAGES = True
+    db = PoseDB(syn_db)
+    i = int(db.image_ids("train")[0])
+    info = db.image_info(i)
+    data = db.image_bytes(i)
+    with pytest.raises(PoseDBError, match="undecodable"):
+        decode_image(data[: len(data) // 2], info["width"], info["height"])

@@ -77,6 +77,7 @@ except ImportError:  # pragma: no cover - mxnet is a hard requirement of the tra
 
 try:
     from PIL import Image as _PIL
+    from PIL import ImageFile as _PILImageFile
 except ImportError:  # pragma: no cover - Pillow comes with gluoncv/matplotlib
     _PIL = None
 
@@ -123,6 +124,9 @@ def decode_image(data: bytes, width: int, height: int, reduce: int = 1):
     reduce = int(reduce)
     if _PIL is not None:
         try:
+            # gluoncv.data (imported with gluoncv's model zoo) sets this process-wide flag
+            # to True, which would make truncated JPEGs decode silently grey-filled.
+            _PILImageFile.LOAD_TRUNCATED_IMAGES = False
             im = _PIL.open(io.BytesIO(data))
             if reduce > 1 and im.format == "JPEG":
                 # draft picks the largest DCT scale s with size // s still >= the request;
