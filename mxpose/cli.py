@@ -8,7 +8,8 @@ import sys
 from typing import List, Optional, Sequence
 
 __all__ = ["CLIError", "add_checkpoint_args", "add_predictor_args", "resolve_run",
-           "parse_iterations", "build_predictor", "run_main"]
+           "parse_iterations", "build_predictor", "load_predictor", "context_from_args",
+           "run_main"]
 
 
 class CLIError(Exception):
@@ -149,3 +150,32 @@ def build_predictor(args, cfg, prefix, iteration, ctx=None):
         raise CLIError(f"cannot load {params} into {cfg.model.name} for skeleton "
                        f"{cfg.data.skeleton if isinstance(cfg.data.skeleton, str) else 'custom'}"
                        f": {msg}")
+
+
+def context_from_args(args):
+    """The one MXNet context of ``--gpus`` (CPU when empty); a bad value is a CLIError."""
+    from .train.loop import make_contexts, parse_gpus
+    try:
+        return make_contexts(parse_gpus(args.gpus), 0)[0]
+    except Exception as e:  # TrainError: malformed ids or a GPU that is not there
+        raise CLIError(str(e)) from None
+
+
+def load_predictor(args):
+    """Resolve the checkpoint arguments of a tool and build its Predictor.
+
+    Returns ``(cfg, prefix, iteration, predictor)``; ``--epoch`` defaults to the latest
+    saved checkpoint, ``--weights`` counts as iteration 0.
+    """
+    cfg, prefix, saved = resolve_run(args)
+    if args.weights:
+        it = 0
+    elif args.epoch is not None:
+        it = args.epoch
+    else:
+        if not saved:
+            raise CLIError(f"no checkpoint found under prefix {prefix}; train first or give "
+                           "--prefix/--workdir/--weights")
+        it = parse_iterations(None, saved)[0]
+    pred = build_predictor(args, cfg, prefix, it, ctx=context_from_args(args))
+    return cfg, prefix, it, pred

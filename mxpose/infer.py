@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Sequence
 
 import cv2
 import numpy as np

@@ -23,8 +23,8 @@ import os
 import sys
 import time
 
-from mxpose.cli import (CLIError, add_checkpoint_args, add_predictor_args, build_predictor,
-                        parse_iterations, resolve_run, run_main)
+from mxpose.cli import (CLIError, add_checkpoint_args, add_predictor_args, load_predictor,
+                        run_main)
 
 _IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -111,20 +111,8 @@ def _inputs(args, cfg):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     import cv2
-    from mxpose.train.loop import make_contexts, parse_gpus
     from mxpose.viz import draw_people
-    cfg, prefix, saved = resolve_run(args)
-    if args.weights:
-        it = 0
-    elif args.epoch is not None:
-        it = args.epoch
-    else:
-        if not saved:
-            raise CLIError(f"no checkpoint found under prefix {prefix}; train first or give "
-                           "--prefix/--workdir/--weights")
-        it = parse_iterations(None, saved)[0]
-    ctx = make_contexts(parse_gpus(args.gpus), 0)[0]
-    pred = build_predictor(args, cfg, prefix, it, ctx=ctx)
+    cfg, prefix, it, pred = load_predictor(args)
     frames, fps = _inputs(args, cfg)
     os.makedirs(args.out, exist_ok=True)
     writer = None

@@ -20,7 +20,7 @@ import os
 import sys
 
 from mxpose.cli import (CLIError, add_checkpoint_args, add_predictor_args, build_predictor,
-                        parse_iterations, resolve_run, run_main)
+                        context_from_args, parse_iterations, resolve_run, run_main)
 
 
 def build_parser():
@@ -138,9 +138,8 @@ def main(argv=None):
                                       oracle=OracleMaps(net_skel, boxsize=boxsize),
                                       net_skel=net_skel)}
     else:
-        from mxpose.train.loop import make_contexts, parse_gpus
         cfg, prefix, saved = resolve_run(args)
-        ctx = make_contexts(parse_gpus(args.gpus), 0)[0]
+        ctx = context_from_args(args)
         if args.weights:
             its = [0]
         elif args.epochs:

@@ -32,8 +32,7 @@ import os
 import sys
 import time
 
-from mxpose.cli import (CLIError, add_checkpoint_args, add_predictor_args, build_predictor,
-                        parse_iterations, resolve_run, run_main)
+from mxpose.cli import CLIError, add_checkpoint_args, add_predictor_args, load_predictor, run_main
 
 _DEFAULT_IMAGE = os.path.normpath(os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.pardir, "shared", "data",
@@ -77,7 +76,6 @@ def _default_out(args, cfg, prefix, it):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     from mxpose import export as ex
-    from mxpose.train.loop import make_contexts, parse_gpus
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     bad = [f for f in formats if f not in ("symbol", "onnx")]
     if bad or not formats:
@@ -104,21 +102,8 @@ def main(argv=None):
         if image is None:
             raise CLIError(f"cannot read image {path}")
 
-    cfg, prefix, saved = resolve_run(args)
-    if args.weights:
-        it = 0
-    elif args.epoch is not None:
-        it = args.epoch
-    else:
-        if not saved:
-            raise CLIError(f"no checkpoint found under prefix {prefix}; train first or give "
-                           "--prefix/--workdir/--weights")
-        it = parse_iterations(None, saved)[0]
-    try:
-        ctx = make_contexts(parse_gpus(args.gpus), 0)[0]
-    except Exception as e:  # TrainError: bad --gpus
-        raise CLIError(str(e))
-    pred = build_predictor(args, cfg, prefix, it, ctx=ctx)
+    cfg, prefix, it, pred = load_predictor(args)
+    ctx = pred.ctx
     net = pred.net
     num_stages = getattr(net, "num_stages", None)
     if num_stages is None:

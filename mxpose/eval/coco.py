@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Iterable, List, Optional, Sequence
 
 import numpy as np
 

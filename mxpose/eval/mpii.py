@@ -9,7 +9,7 @@ as missed. Joints unlabelled in the truth are not counted.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from typing import Dict, Sequence
 
 import numpy as np
 

@@ -16,14 +16,14 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import cv2
 import numpy as np
 
 from ..infer import grid_to_image
 from ..skeleton import Skeleton, convert, get_skeleton
-from .coco import evaluate_keypoints, gt_from_db, results_from_people
+from .coco import evaluate_keypoints, results_from_people
 from .mpii import pckh
 
 __all__ = ["EvalSample", "samples_from_db", "samples_from_coco", "rotate_sample", "rotate_gt",
