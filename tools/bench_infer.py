@@ -30,6 +30,10 @@ import sys
 import tempfile
 import time
 
+from mxpose.cli import use_all_cores
+
+use_all_cores()   # before mxnet is imported
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_IMAGE = os.path.join(os.path.dirname(ROOT), "shared", "data", "media",
                              "COCO_val2014_000000000192.jpg")

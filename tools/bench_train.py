@@ -23,6 +23,10 @@ import sys
 import tempfile
 import time
 
+from mxpose.cli import use_all_cores
+
+use_all_cores()   # before mxnet is imported
+
 
 def _parser():
     p = argparse.ArgumentParser(

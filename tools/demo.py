@@ -24,7 +24,9 @@ import sys
 import time
 
 from mxpose.cli import (CLIError, add_checkpoint_args, add_predictor_args, load_predictor,
-                        run_main)
+                        run_main, use_all_cores)
+
+use_all_cores()   # before mxnet is imported
 
 _IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 

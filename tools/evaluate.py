@@ -20,7 +20,10 @@ import os
 import sys
 
 from mxpose.cli import (CLIError, add_checkpoint_args, add_predictor_args, build_predictor,
-                        context_from_args, parse_iterations, resolve_run, run_main)
+                        context_from_args, parse_iterations, resolve_run, run_main,
+                        use_all_cores)
+
+use_all_cores()   # before mxnet is imported
 
 
 def build_parser():

@@ -32,7 +32,10 @@ import os
 import sys
 import time
 
-from mxpose.cli import CLIError, add_checkpoint_args, add_predictor_args, load_predictor, run_main
+from mxpose.cli import (CLIError, add_checkpoint_args, add_predictor_args, load_predictor,
+                        run_main, use_all_cores)
+
+use_all_cores()   # before mxnet is imported
 
 _DEFAULT_IMAGE = os.path.normpath(os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.pardir, "shared", "data",

@@ -12,11 +12,9 @@ import os
 import sys
 import warnings
 
-# MXNet's CPU operators use OpenMP; left alone, the 1.9.1 wheel runs them on one thread
-# on small VMs (measured: 25 img/s with 1 thread, 40 with 2 on a 2-core machine). Use
-# every core this process may run on unless the user chose (must precede mxnet's import).
-if "OMP_NUM_THREADS" not in os.environ and hasattr(os, "sched_getaffinity"):
-    os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0))))
+from mxpose.cli import use_all_cores
+
+use_all_cores()   # before mxnet is imported
 
 _EPILOG = """\
 Batch size: train.batch_size / --batch-size is PER DEVICE; one iteration (one optimizer
