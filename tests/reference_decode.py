@@ -272,33 +272,9 @@ def _sample_bilinear(paf, px, py):
     return (1.0 - fy) * top + fy * bot
 
 
-def limb_order(skeleton):
-    """Limb processing order: breadth first from the best connected keypoint, the
-    no-start limbs last (so they only ever join parts of people already started)."""
-    li = skeleton.limb_index
-    nostart = set(int(i) for i in skeleton.no_start_limb_index)
-    normal = [l for l in range(len(li)) if l not in nostart]
-    deg = np.zeros(skeleton.num_keypoints, dtype=np.int64)
-    for l in normal:
-        deg[li[l, 0]] += 1
-        deg[li[l, 1]] += 1
-    depth = np.full(skeleton.num_keypoints, np.iinfo(np.int64).max // 2)
-    if normal:
-        root = int(np.argmax(deg))
-        depth[root] = 0
-        frontier = [root]
-        while frontier:
-            nxt = []
-            for kp in frontier:
-                for l in normal:
-                    a, b = li[l]
-                    for u, v in ((a, b), (b, a)):
-                        if u == kp and depth[v] > depth[u] + 1:
-                            depth[v] = depth[u] + 1
-                            nxt.append(v)
-            frontier = nxt
-    normal.sort(key=lambda l: (min(depth[li[l, 0]], depth[li[l, 1]]), l))
-    return np.array(normal + sorted(nostart), dtype=np.int32)
+# The limb processing order is Python policy shared with the wrapper (not a kernel under
+# test), so the twin uses the wrapper's own function.
+from mxpose.decode.paf import limb_order  # noqa: E402
 
 
 def connect_limbs_ref(peaks, counts, pafs, limb_index, order, thre2=0.05, n_samples=10,
