@@ -77,6 +77,10 @@ _PEOPLE_COLS = ("keypoints", "num_keypoints", "bbox_x", "bbox_y", "bbox_w", "bbo
                 "head_y2", "source_id", "extra")
 
 
+# Connections inherited through fork, kept referenced so they are never closed in a child.
+_FORKED_CONNECTIONS: List[sqlite3.Connection] = []
+
+
 class PoseDBError(RuntimeError):
     """A pose DB is missing, of another schema, or holds an invalid record."""
 
@@ -322,9 +326,15 @@ class PoseDB:
     # -- connection handling ------------------------------------------------------------
     def _con(self) -> sqlite3.Connection:
         loc = self._local
-        if getattr(loc, "pid", None) != os.getpid() or loc.con is None:
+        pid = os.getpid()
+        if getattr(loc, "pid", None) != pid or loc.con is None:
+            inherited = getattr(loc, "con", None)
+            if inherited is not None:
+                # A connection copied by fork must be neither used nor closed here (SQLite:
+                # closing it could disturb the parent's file handles); park it forever.
+                _FORKED_CONNECTIONS.append(inherited)
             loc.con = _connect(self.path, readonly=True)
-            loc.pid = os.getpid()
+            loc.pid = pid
         return loc.con
 
     def __getstate__(self):
