@@ -100,14 +100,9 @@ REFINE = {"none": 0, "quadratic": 1, "log": 2}
 _TINY = 1e-10
 
 
-def gaussian_kernel(sigma_cells):
-    """Normalised float32 1-D Gaussian (radius ceil(3 sigma), at least 1)."""
-    if sigma_cells <= 0:
-        return np.ones(1, dtype=np.float32)
-    r = max(1, int(math.ceil(3.0 * sigma_cells)))
-    t = np.arange(-r, r + 1, dtype=np.float64)
-    k = np.exp(-0.5 * (t / sigma_cells) ** 2)
-    return (k / k.sum()).astype(np.float32)
+# The smoothing taps are Python policy shared with the wrapper (the compiled convolution
+# is what smooth_ref checks), so the twin takes the wrapper's kernel.
+from mxpose.decode.paf import gaussian_kernel  # noqa: E402
 
 
 def smooth_ref(maps, kernel):

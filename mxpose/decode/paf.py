@@ -77,11 +77,32 @@ def smooth_maps(maps: np.ndarray, sigma_cells: float) -> np.ndarray:
     """Gaussian-smooth each channel of ``maps`` (C, H, W); returns a float32 copy."""
     maps = _f32(maps, "maps", 3)
     kernel = gaussian_kernel(sigma_cells)
-    if len(kernel) == 1:
-        return maps.copy()
+    return _smooth(maps, kernel) if len(kernel) > 1 else maps.copy()
+
+
+def _smooth(maps: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Separable smoothing of float32 (C, H, W) maps with a 1-D kernel (compiled)."""
     out = np.empty_like(maps)
     _assemble.smooth(maps, out, kernel, np.empty(maps.shape[1:], dtype=np.float32))
     return out
+
+
+def _peaks(sm: np.ndarray, raw: np.ndarray, thre1: float, refine: str):
+    """The compiled peak finder on smoothed ``sm`` / raw ``raw`` (K, H, W) maps, growing
+    its output until every peak fits. Returns ``(peaks (P, 3), counts (K,))``."""
+    K, h, w = raw.shape
+    counts = np.zeros(K, dtype=np.int32)
+    stamp = np.full(h * w, -1, dtype=np.int32)
+    cells = np.empty(h * w, dtype=np.int32)
+    cap = 32 * K
+    while True:
+        out = np.empty((cap, 3), dtype=np.float32)
+        n = _assemble.find_peaks(sm, raw, float(thre1), REFINE_MODES[refine], out, counts,
+                                 stamp, cells)
+        if n <= cap:
+            return out[:n], counts
+        cap = n
+        stamp.fill(-1)
 
 
 def find_peaks(heatmaps: np.ndarray, num_keypoints: Optional[int] = None, thre1: float = 0.1,
@@ -122,19 +143,7 @@ def find_peaks(heatmaps: np.ndarray, num_keypoints: Optional[int] = None, thre1:
         raise ValueError(f"refine must be one of {sorted(REFINE_MODES)}, got {refine!r}")
     raw = heatmaps[:num_keypoints]
     sm = smooth_maps(raw, sigma_cells) if sigma_cells > 0 else raw
-    _, h, w = raw.shape
-    counts = np.zeros(num_keypoints, dtype=np.int32)
-    stamp = np.full(h * w, -1, dtype=np.int32)
-    cells = np.empty(h * w, dtype=np.int32)
-    cap = 32 * num_keypoints
-    while True:
-        out = np.empty((cap, 3), dtype=np.float32)
-        n = _assemble.find_peaks(sm, raw, float(thre1), REFINE_MODES[refine], out, counts,
-                                 stamp, cells)
-        if n <= cap:
-            return out[:n], counts
-        cap = n
-        stamp.fill(-1)
+    return _peaks(sm, raw, thre1, refine)
 
 
 def limb_order(skeleton) -> np.ndarray:
@@ -402,25 +411,8 @@ class Decoder:
         kernel = self._kernels.get(sigma_cells)
         if kernel is None:
             kernel = self._kernels[sigma_cells] = gaussian_kernel(sigma_cells)
-        _, h, w = raw.shape
-        if len(kernel) > 1:
-            sm = np.empty_like(raw)
-            _assemble.smooth(raw, sm, kernel, np.empty((h, w), dtype=np.float32))
-        else:
-            sm = raw
-        counts = np.empty(K, dtype=np.int32)
-        stamp = np.full(h * w, -1, dtype=np.int32)
-        cells = np.empty(h * w, dtype=np.int32)
-        cap = 32 * K
-        while True:
-            pk = np.empty((cap, 3), dtype=np.float32)
-            n = _assemble.find_peaks(sm, raw, self.thre1, REFINE_MODES[self.refine], pk,
-                                     counts, stamp, cells)
-            if n <= cap:
-                break
-            cap = n
-            stamp.fill(-1)
-        peaks = pk[:n]
+        sm = _smooth(raw, kernel) if len(kernel) > 1 else raw
+        peaks, counts = _peaks(sm, raw, self.thre1, self.refine)
         offsets = np.zeros(K + 1, dtype=np.int32)
         np.cumsum(counts, out=offsets[1:])
         li = self._li

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from ..infer import grid_to_image
-from ..skeleton import Skeleton, convert, get_skeleton
+from ..skeleton import convert, get_skeleton
 from .coco import evaluate_keypoints, results_from_people
 from .mpii import pckh
 
@@ -183,12 +183,6 @@ class EvalResult:
         return self.images / max(self.seconds, 1e-9)
 
 
-def _to_gt_layout(people, net_skel: Skeleton, gt_skel: Skeleton):
-    if net_skel == gt_skel:
-        return people
-    return convert(people, net_skel, gt_skel)
-
-
 def run_evaluation(samples: Sequence[EvalSample], gt: dict, gt_skeleton, predictor=None,
                    oracle: Optional[OracleMaps] = None, net_skeleton=None,
                    with_pckh: bool = False, progress: bool = True) -> EvalResult:
@@ -213,7 +207,7 @@ def run_evaluation(samples: Sequence[EvalSample], gt: dict, gt_skeleton, predict
             if predictor is not None:
                 people, scores = predictor(img)
             else:
-                net_people = _to_net(s.people, gt_skel, net_skel)
+                net_people = convert(s.people, gt_skel, net_skel)
                 heat, paf, base = oracle.maps(img.shape[:2], net_people)
                 people, scores = decode(heat, paf, net_skel, stride=oracle.stride)
                 people = grid_to_image(people, base)
@@ -221,7 +215,7 @@ def run_evaluation(samples: Sequence[EvalSample], gt: dict, gt_skeleton, predict
             failures.append(f"{s.file_name}: {type(e).__name__}: {e}")
             continue
         done += 1
-        ppl = _to_gt_layout(people, net_skel, gt_skel)
+        ppl = convert(people, net_skel, gt_skel)
         results += results_from_people(s.image_id, ppl, scores)
         if with_pckh and s.head_box is not None:
             gts.append(s.people)
@@ -233,9 +227,5 @@ def run_evaluation(samples: Sequence[EvalSample], gt: dict, gt_skeleton, predict
     stats = evaluate_keypoints(gt, results, sigmas=sigmas, image_ids=ok_ids)
     pk = pckh(gts, heads, preds, gt_skel.keypoints) if with_pckh and gts else None
     return EvalResult(stats, pk, done, failures, seconds, results)
-
-
-def _to_net(people, gt_skel, net_skel):
-    return people if gt_skel == net_skel else convert(people, gt_skel, net_skel)
 
 
