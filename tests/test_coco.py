@@ -11,7 +11,7 @@ import pytest
 
 from mxpose.data.coco import (CocoFormatError, CocoKeypoints, annotation_people, default_split,
                               ingest_coco)
-from mxpose.data.store import PoseDB
+from mxpose.data.store import PoseDB, PoseDBError
 
 pycocotools_mask = pytest.importorskip("pycocotools.mask")
 
@@ -237,11 +237,14 @@ def test_missing_corrupt_and_mismatched_images_are_skipped(coco_sample, tmp_path
     db = PoseDB(out)
     assert db.splits() == {"val": 1}           # split from the file name
     assert list(_by_name(db)) == [names[3]]
-    # repair the inputs: a re-run adds exactly the images skipped before
+    # repair the inputs: a re-run adds exactly the images skipped before (the repaired
+    # annotation file is another version of the source: allowed explicitly)
     _copy_sample(coco_sample, images)
     data["images"][2]["width"] -= 1
     _write_json(data, js)
-    s = ingest_coco(js, images, out, progress=False)
+    with pytest.raises(PoseDBError, match="allow-changed-source"):
+        ingest_coco(js, images, out, progress=False)
+    s = ingest_coco(js, images, out, progress=False, allow_source_change=True)
     assert s.written == 3 and s.already_stored == 1 and not s.skipped
     db = PoseDB(out)
     assert sorted(_by_name(db)) == sorted(names)

@@ -35,6 +35,13 @@ def test_short_quickstart_learns(tmp_path):
     assert last < 0.5 * first, (first, last)
     trained = _ap(tmp_path / "quickstart_out" / "eval_val.json")
     assert len(list((tmp_path / "quickstart_out" / "demo").glob("*.jpg"))) == 2
+    # the reference curves and the card of the evaluated checkpoint
+    out = tmp_path / "quickstart_out"
+    assert (out / "loss.png").stat().st_size > 1000
+    figures = json.load(open(out / "eval_val.json"))
+    card = figures[max(figures, key=int)]["0"]["card"]
+    assert card["ground_truth"]["split"] == "val" and card["images"]["count"] == 60
+    assert "card: lwpose_mobilenet" in r.stdout
 
     # the untrained network, initialised as tools/train.py initialises it
     import mxnet as mx

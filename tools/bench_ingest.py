@@ -10,7 +10,9 @@ What is timed, each into a fresh temporary DB, ``--repeat`` times (the median is
 - coco: ``mxpose.data.coco.ingest_coco`` on the real COCO sample (../shared/data/coco_sample)
   replicated ``--coco-copies`` times (symlinked image files under new names, the JSON
   replicated with new ids), for each ``--workers`` value: JSON load + reading + full JPEG
-  decode check + RLE conversion + writing.
+  decode check + RLE conversion + hashing + writing. ``hashing %`` is the share of that
+  time spent on provenance hashing (every record's hash, the annotation file's SHA-256,
+  the DB content hash), timed in the same run on the records just written.
 - synthetic (only if ``mxpose.data.synthetic`` is importable):
   ``synthetic-store``: writing pre-generated synthetic records (store throughput alone);
   ``synthetic-make``: ``make_synthetic_db`` end to end (drawing + JPEG encoding + writing,
@@ -86,16 +88,40 @@ def bench_coco(sample, copies, workers_list, repeat, tmp):
     size = sum(os.path.getsize(os.path.join(img_dir, f)) for f in os.listdir(img_dir))
     results = []
     for workers in workers_list:
-        runs = []
+        runs, hashing = [], []
         for r in range(repeat):
             out = os.path.join(tmp, f"coco_w{workers}_{r}.db")
             t0 = time.perf_counter()
             s = ingest_coco(js, img_dir, out, workers=workers, progress=False)
             runs.append(time.perf_counter() - t0)
             assert s.written == n, s.lines()
+            hashing.append(_hash_seconds(out, js))
             os.remove(out)
-        results.append(_case(f"coco (workers={workers})", runs, n, size))
+        case = _case(f"coco (workers={workers})", runs, n, size)
+        case["hashing_percent"] = round(100 * statistics.median(
+            h / t for h, t in zip(hashing, runs)), 2)
+        results.append(case)
     return results
+
+
+def _hash_seconds(db_path, annotations) -> float:
+    """Seconds of the hashing an ingestion into ``db_path`` did: every record's hash over
+    its stored values, the annotation file's SHA-256 and the content hash (records read
+    into memory first, so only the hashing is timed)."""
+    import sqlite3
+    from mxpose.data import store
+    from mxpose.provenance import sha256_file
+    con = sqlite3.connect(db_path)
+    ids = [r[0] for r in con.execute("SELECT id FROM images")]
+    recs = [store._stored_record(con, i) for i in ids]
+    meta = dict(con.execute("SELECT key, value FROM meta"))
+    con.close()
+    t0 = time.perf_counter()
+    hashes = [store.record_hash(*r) for r in recs]
+    sha256_file(annotations)
+    store._combine_hashes(sorted(zip((r[0][0] for r in recs), hashes)),
+                          json.loads(meta["dataset"]), json.loads(meta["skeleton"]))
+    return time.perf_counter() - t0
 
 
 def bench_synthetic(n, repeat, tmp):
@@ -156,10 +182,11 @@ def main(argv=None):
                                   os.path.join(tmp, "coco"))
         if args.synthetic_images:
             results += bench_synthetic(args.synthetic_images, args.repeat, tmp)
-    print(f"{'case':52s} {'images':>6s} {'images/s':>9s} {'MiB/s':>7s}")
+    print(f"{'case':52s} {'images':>6s} {'images/s':>9s} {'MiB/s':>7s} {'hashing %':>9s}")
     for r in results:
         print(f"{r['case']:52s} {r['images']:6d} {r['images_per_s']:9.1f} "
-              f"{r.get('MiB_per_s', float('nan')):7.1f}")
+              f"{r.get('MiB_per_s', float('nan')):7.1f} "
+              f"{r.get('hashing_percent', float('nan')):9.2f}")
     if args.json:
         info = {"results": results, "cpu_count": os.cpu_count(), "repeat": args.repeat,
                 "time": time.strftime("%Y-%m-%dT%H:%M:%S")}

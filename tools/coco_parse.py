@@ -48,6 +48,10 @@ def build_parser():
                    help="threads that read and decode images ahead of the writer (default 4)")
     p.add_argument("--commit-every", type=int, default=64, metavar="N",
                    help="images per transaction (default 64)")
+    p.add_argument("--allow-changed-source", action="store_true",
+                   help="continue a DB although the annotation file differs (SHA-256) from "
+                        "the one it was started from (default: refuse; the DB records each "
+                        "source file's SHA-256 and size)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -70,7 +74,8 @@ def main(argv=None):
         summary = ingest_coco(args.annotations, args.images, args.out, split=split,
                               limit=args.limit, keep_empty=args.keep_empty,
                               workers=args.workers, commit_every=args.commit_every,
-                              progress=not args.no_progress, args=provenance, on_image=hook)
+                              progress=not args.no_progress, args=provenance, on_image=hook,
+                              allow_source_change=args.allow_changed_source)
     except (CocoFormatError, PoseDBError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -5,6 +5,7 @@ Example::
 
     python tools/db_info.py data/coco_train.db            # counts, skeleton, provenance
     python tools/db_info.py data/coco_train.db --check    # also decode and validate all
+    python tools/db_info.py data/coco_train.db --verify   # recompute the content hash
 
 Prints the dataset, schema version, skeleton (name, keypoint and limb count), the tool and
 arguments that created the DB, the file size, and per split: images, people, crowd
@@ -15,7 +16,15 @@ decoded size equals the stored width/height; keypoints have the skeleton's shape
 finite, have v in {0, 1, 2} and lie within a generous margin of the image; ignore regions
 are RLEs of the image's size whose runs cover exactly its pixels; and SQLite's
 PRAGMA integrity_check is ok. Each problem is printed with the image's file name and the
-record. Exit status: 0 ok, 1 problems found, 2 not a pose DB / bad usage.
+record.
+
+--verify recomputes the hash of every stored record (image bytes, people, ignore regions)
+and the DB's content hash, and compares them with those recorded at ingestion: a flipped
+byte or a changed keypoint is reported with the image's file name. The content hash and
+the SHA-256 of the source annotation files are printed in any case; evaluation cards and
+checkpoints name a DB by that hash.
+
+Exit status: 0 ok, 1 problems found, 2 not a pose DB / bad usage.
 """
 import argparse
 import json
@@ -33,6 +42,9 @@ def build_parser():
     p.add_argument("db", metavar="DB", help="pose DB file (.db)")
     p.add_argument("--check", action="store_true",
                    help="decode every image and validate every record (slow on big DBs)")
+    p.add_argument("--verify", action="store_true",
+                   help="recompute every record's hash and the DB's content hash and compare "
+                        "them with those recorded at ingestion")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--max-problems", type=int, default=50, metavar="N",
                    help="print at most N problems in text mode (default 50; all are counted)")
@@ -53,7 +65,8 @@ def describe(db) -> dict:
             "skeleton": {"name": db.skeleton.name, "num_keypoints": db.skeleton.num_keypoints,
                          "num_limbs": db.skeleton.num_limbs},
             "created_by": meta.get("created_by"), "created_args": meta.get("created_args"),
-            "runs": meta.get("runs", []), "splits": per_split, "total": total}
+            "runs": meta.get("runs", []), "content_hash": db.content_hash,
+            "sources": db.sources, "splits": per_split, "total": total}
 
 
 def check_image(db, image_id: int) -> list:
@@ -143,6 +156,16 @@ def check(db, progress: bool = True, workers: int = 4) -> list:
     return problems
 
 
+def _verify_problems(db, ver: dict) -> list:
+    """--verify's findings as problem lines naming the records."""
+    out = [f"{name}: stored record differs from the hash recorded at ingestion (image bytes "
+           f"or annotations changed)" for name in ver["mismatched"]]
+    if ver["content_hash"] is not None and ver["content_hash"] != ver["recomputed"]:
+        out.append(f"{db.path}: content hash is {ver['recomputed']}, ingestion recorded "
+                   f"{ver['content_hash']}")
+    return out
+
+
 def _print_text(info: dict):
     mb = info["file_size"] / 2 ** 20
     sk = info["skeleton"]
@@ -150,6 +173,10 @@ def _print_text(info: dict):
     print(f"  dataset: {info['dataset']}   schema version: {info['schema_version']}")
     print(f"  skeleton: {sk['name']} ({sk['num_keypoints']} keypoints, {sk['num_limbs']} limbs)")
     print(f"  created by: {info['created_by']} {json.dumps(info['created_args'])}")
+    print("  content hash: " + (info["content_hash"] or
+                                "not recorded (DB written before mxpose hashed its records)"))
+    for role, src in info["sources"].items():
+        print(f"  {role}: {src.get('path')} (sha256 {src.get('sha256')}, {src.get('size')} bytes)")
     if len(info["runs"]) > 1:
         last = info["runs"][-1]
         print(f"  runs: {len(info['runs'])} (last: {last.get('tool')} at {last.get('time')})")
@@ -177,16 +204,26 @@ def main(argv=None):
     if args.check:
         problems = check(db, progress=not args.no_progress, workers=args.workers)
         info["check"] = {"ok": not problems, "problems": problems}
+    if args.verify:
+        ver = db.verify(progress=not args.no_progress)
+        info["verify"] = ver
+        problems = (problems or []) + _verify_problems(db, ver)
     if args.json:
         print(json.dumps(info, indent=2))
     else:
         _print_text(info)
+        if args.verify and info["verify"]["ok"]:
+            v = info["verify"]
+            print(f"  verify: ok ({v['images']} records, content hash {v['recomputed']}"
+                  + (f"; {v['unhashed']} records predate hashing" if v["unhashed"] else "")
+                  + ")")
         if problems is not None:
             if not problems:
-                print(f"  check: ok ({info['total']['images']} images decoded, "
-                      f"integrity ok)")
+                if args.check:
+                    print(f"  check: ok ({info['total']['images']} images decoded, "
+                          f"integrity ok)")
             else:
-                print(f"  check: {len(problems)} problems")
+                print(f"  {'check' if args.check else 'verify'}: {len(problems)} problems")
                 for p in problems[:args.max_problems]:
                     print("    " + p)
                 if len(problems) > args.max_problems:

@@ -49,11 +49,17 @@ def build_parser():
     o.add_argument("--results", default=None,
                    help="write the COCO results (detections) JSON of the last run here")
     o.add_argument("--plot", default=None, help="PNG of AP against checkpoint (with --epochs)")
+    o.add_argument("--best-json", default=None, metavar="PATH",
+                   help="where several checkpoints are evaluated, write the best one (its "
+                        "path, AP and evaluation card) here (default: best.json beside the "
+                        "checkpoints)")
     o.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
 def _samples(args):
+    """(samples, COCO ground truth dict, GT skeleton, the card's ground-truth entry)."""
+    from mxpose.eval.card import ground_truth_from_db, ground_truth_from_file
     from mxpose.eval.runner import samples_from_coco, samples_from_db
     if args.db and args.annotations:
         raise CLIError("give either --db or --annotations, not both")
@@ -66,7 +72,8 @@ def _samples(args):
             raise CLIError(f"{args.db} has no images in split {args.split!r} "
                            f"(splits: {db.splits()})")
         samples = samples_from_db(db, args.split, ids)
-        return samples, gt_from_db(db, args.split, ids), db.skeleton
+        return (samples, gt_from_db(db, args.split, ids), db.skeleton,
+                ground_truth_from_db(db, args.split))
     if args.annotations:
         if not os.path.isfile(args.annotations):
             raise CLIError(f"annotation file {args.annotations} does not exist")
@@ -74,7 +81,8 @@ def _samples(args):
             raise CLIError(f"--images must name the image folder of {args.annotations}")
         samples, gt = samples_from_coco(args.annotations, args.images)
         from mxpose.skeleton import get_skeleton
-        return samples, gt, get_skeleton("coco")
+        return (samples, gt, get_skeleton("coco"),
+                ground_truth_from_file(args.annotations, args.images))
     raise CLIError("give the ground truth: --db DB [--split val] or --annotations JSON --images DIR")
 
 
@@ -90,12 +98,14 @@ def _subset(samples, gt, n, seed):
     return samples, gt
 
 
-def _print_result(title, res, with_pckh):
+def _print_result(title, res, with_pckh, card):
     from mxpose.eval import STAT_NAMES, format_pckh, format_table
+    from mxpose.eval.card import card_summary
     print(f"\n== {title}: {res.images} images, {res.images_per_second:.1f} img/s")
     print(format_table([res.stats[k] for k in STAT_NAMES]))
     if with_pckh and res.pckh:
         print(format_pckh(res.pckh))
+    print(f"card: {card_summary(card)}")
     if res.failures:
         print(f"{len(res.failures)} image(s) failed:")
         for f in res.failures[:20]:
@@ -105,13 +115,17 @@ def _print_result(title, res, with_pckh):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     from mxpose.eval.runner import OracleMaps, rotate_gt, rotate_sample, run_evaluation
-    samples, gt, gt_skel = _samples(args)
+    from mxpose.eval.card import make_card
+    samples, gt, gt_skel, gt_entry = _samples(args)
+    subset = ({"max_images": args.max_images, "seed": args.seed}
+              if args.max_images and args.max_images < len(samples) else None)
     samples, gt = _subset(samples, gt, args.max_images, args.seed)
     with_pckh = gt_skel.name == "mpii"
     rows = []
     angles = [0.0] + [a for a in (args.rotate or []) if a != 0]
 
-    def evaluate(title, predictor=None, oracle=None, net_skel=None):
+    def evaluate(title, predictor=None, oracle=None, net_skel=None, model_name=None,
+                 checkpoint=None):
         out = {}
         for deg in angles:
             ss = samples if not deg else [rotate_sample(s, deg) for s in samples]
@@ -120,10 +134,15 @@ def main(argv=None):
                                  net_skeleton=net_skel, with_pckh=with_pckh,
                                  progress=not args.no_progress)
             name = title if not deg else f"{title}, rotated {deg:g} deg"
-            _print_result(name, res, with_pckh)
+            card = make_card(ground_truth=gt_entry, image_ids=[s.image_id for s in ss],
+                             predictor=predictor, oracle=oracle, model_name=model_name,
+                             checkpoint=checkpoint, subset=subset, rotate=deg,
+                             seconds=res.seconds, images=res.images,
+                             failures=len(res.failures))
+            _print_result(name, res, with_pckh, card)
             out[f"{deg:g}"] = {"coco": res.stats, "pckh": res.pckh, "images": res.images,
                                "failures": res.failures,
-                               "images_per_second": res.images_per_second}
+                               "images_per_second": res.images_per_second, "card": card}
             if args.results:
                 with open(args.results, "w") as f:
                     json.dump(res.results, f)
@@ -154,23 +173,50 @@ def main(argv=None):
             if not its:
                 raise CLIError(f"no checkpoint found under prefix {prefix} (train first, or "
                                "give --prefix/--workdir/--weights)")
+        from mxpose.train.checkpoint import checkpoint_path
         figures = {}
         for it in its:
             pred = build_predictor(args, cfg, prefix, it, ctx=ctx)
             title = args.weights if args.weights else f"{prefix}-{it:04d}"
-            figures[str(it)] = evaluate(title, predictor=pred)
+            params = args.weights or checkpoint_path(prefix, it, "params")
+            figures[str(it)] = evaluate(title, predictor=pred, model_name=cfg.model.name,
+                                        checkpoint=params)
             rows.append((it, figures[str(it)]["0"]["coco"]["AP"]))
         if len(rows) > 1:
-            print("\n== summary: AP per checkpoint")
-            print(f"{'iteration':>10s}  {'AP':>6s}")
-            for it, ap in rows:
-                print(f"{it:>10d}  {ap:6.3f}")
+            best = _best_table(rows, figures)
+            path = args.best_json or os.path.join(os.path.dirname(os.path.abspath(prefix)),
+                                                  "best.json")
+            _write_json(path, best)
+            print(f"best checkpoint: {best['iteration']} (AP {best['AP']:.3f}); card in {path}")
         if args.plot and rows:
             _plot(rows, args.plot, prefix)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(figures, f, indent=1)
+        _write_json(args.json, figures)
     return 0
+
+
+def _write_json(path, obj):
+    try:
+        with open(path, "w") as f:
+            json.dump(obj, f, indent=1)
+    except OSError as e:
+        raise CLIError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def _best_table(rows, figures) -> dict:
+    """Print AP per checkpoint with the best one marked; return ``best.json``'s content."""
+    best_it, best_ap = max(rows, key=lambda r: (r[1], r[0]))
+    print("\n== summary: AP per checkpoint")
+    print(f"{'iteration':>10s}  {'AP':>6s}  {'AP50':>6s}  {'AR':>6s}")
+    for it, ap in rows:
+        st = figures[str(it)]["0"]["coco"]
+        mark = "  <- best" if it == best_it else ""
+        print(f"{it:>10d}  {ap:6.3f}  {st['AP50']:6.3f}  {st['AR']:6.3f}{mark}")
+    entry = figures[str(best_it)]["0"]
+    return {"iteration": int(best_it), "AP": float(best_ap),
+            "checkpoint": entry["card"]["model"]["checkpoint"], "coco": entry["coco"],
+            "card": entry["card"],
+            "table": [{"iteration": int(it), "AP": float(ap)} for it, ap in rows]}
 
 
 def _plot(rows, path, title):

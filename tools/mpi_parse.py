@@ -62,6 +62,10 @@ def _parser():
                    help="only the first N selected images (a quick try; same ones every run)")
     p.add_argument("--commit-every", type=int, default=64, metavar="N",
                    help="images per transaction (default: %(default)s)")
+    p.add_argument("--allow-changed-source", action="store_true",
+                   help="continue a DB although the annotation file differs (SHA-256) from "
+                        "the one it was started from (default: refuse; the DB records each "
+                        "source file's SHA-256 and size)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -90,7 +94,8 @@ def main(argv=None):
                              seed=args.split_seed, include_test=args.include_test,
                              limit=args.limit, commit_every=args.commit_every,
                              progress=not args.no_progress, tool="mpi_parse",
-                             args=vars(args), on_image=on_image)
+                             args=vars(args), on_image=on_image,
+                             allow_source_change=args.allow_changed_source)
     except (MPIIError, PoseDBError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

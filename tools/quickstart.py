@@ -3,12 +3,15 @@
 
   1. tools/make_synthetic.py  a procedural multi-person dataset (train + held-out val)
   2. tools/train.py           a slim Lightweight OpenPose, experiments/synthetic_lwpose.yaml
-  3. tools/evaluate.py        COCO keypoint AP (pycocotools) on the val split
+  3. tools/evaluate.py        COCO keypoint AP (pycocotools) on the val split, for every
+                              saved checkpoint (best marked, with its evaluation card)
   4. tools/demo.py            val images with the predicted skeletons drawn
 
 Every step is resumable: re-running skips the images already generated and continues
 training from the latest checkpoint. Outputs: data/synthetic.db, work/synthetic_lwpose/
-(checkpoints, training log, loss curve), quickstart_out/ (AP table JSON, demo images).
+(checkpoints, training log), quickstart_out/ (loss.png, the AP-per-checkpoint table
+eval_val.json + ap_per_checkpoint.png, best.json with the evaluation card, demo images):
+the reference curves to compare a run with.
 """
 import argparse
 import json
@@ -77,9 +80,13 @@ def main(argv=None):
         times["train"] = _run("2/4 training", train + (["--resume"] if done else []))
     ckpt = ["-c", args.config, "--workdir", args.workdir]
     table = os.path.join(args.out, "eval_val.json")
+    prefix = checkpoint_prefix(cfg, args.workdir)
+    _run("loss curve", [tool("plot_log.py"), prefix + "-train.jsonl", "--out",
+                        os.path.join(args.out, "loss.png")])
     times["evaluate"] = _run("3/4 evaluation", [
-        tool("evaluate.py"), "--db", args.data, "--split", "val", *ckpt, "--json", table,
-        *quiet])
+        tool("evaluate.py"), "--db", args.data, "--split", "val", *ckpt, "--epochs", "all",
+        "--json", table, "--plot", os.path.join(args.out, "ap_per_checkpoint.png"),
+        "--best-json", os.path.join(args.out, "best.json"), *quiet])
     times["demo"] = _run("4/4 demo", [
         tool("demo.py"), *ckpt, "--db", args.data, "--out", os.path.join(args.out, "demo"),
         "--num", str(args.demo_images)])
@@ -87,10 +94,13 @@ def main(argv=None):
         figures = json.load(f)
     last = max(figures, key=int)
     ap = figures[last]["0"]["coco"]["AP"]
+    from mxpose.eval.card import card_summary
+    card = card_summary(figures[last]["0"]["card"])
     print(f"\n[quickstart] done in {sum(times.values()) / 60:.1f} min "
           f"({', '.join(f'{k} {v:.0f} s' for k, v in times.items())})")
     print(f"[quickstart] COCO keypoint AP on the synthetic val split: {ap:.3f} "
           f"(checkpoint {int(last):04d}); table in {table}")
+    print(f"[quickstart] card: {card}")
     print(f"[quickstart] demo images in {os.path.join(args.out, 'demo')}, training samples "
           f"in {os.path.join(args.out, 'samples')}")
     return 0

@@ -87,13 +87,89 @@ def _parser():
     p.add_argument("--max-items", type=int, metavar="N", help=argparse.SUPPRESS)
     p.add_argument("--final-params", metavar="PATH",
                    help="also write the final parameters to PATH ('{rank}' -> worker rank)")
+    p.add_argument("--reproduce", metavar="CKPT.json",
+                   help="rerun the run that wrote this checkpoint from iteration 0, with its "
+                   "recorded config and options, into a new work dir (--workdir, default "
+                   "<recorded workdir>_reproduce); refused when the training DB's content "
+                   "hash differs from the recorded one")
+    p.add_argument("--force", action="store_true",
+                   help="with --reproduce: run although the training DB's content differs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-hybridize", action="store_true", help="run the network imperatively")
     return p
 
 
+def _overrides(args) -> list:
+    """The config overrides of the command line: --set items, then the shortcut flags."""
+    overrides = list(args.overrides)
+    for flag, key in ((args.workdir, "train.workdir"), (args.prefix, "train.prefix"),
+                      (args.batch_size, "train.batch_size"),
+                      (args.num_workers, "data.num_workers"),
+                      (args.max_iters, "train.max_iters"),
+                      (args.save_every, "train.save_every"),
+                      (args.pretrained_base, "model.pretrained_base")):
+        if flag is not None:
+            overrides.append(f"{key}={json.dumps(flag)}")
+    if args.amp:
+        overrides.append("train.amp=true")
+    if args.no_masks:
+        overrides.append("targets.use_masks=false")
+    return overrides
+
+
+def _reproduction(args):
+    """(config, recorded arguments, recorded command) of ``--reproduce CKPT.json``;
+    CLIError when the record is unusable or the training DB is not the one the run used."""
+    from mxpose.cli import CLIError
+    from mxpose.config import default_config, merge_config
+    from mxpose.data.store import PoseDB
+    from mxpose.provenance import short_hash
+    path = args.reproduce
+    if path.endswith(".params"):
+        path = path[:-len(".params")] + ".json"
+    try:
+        with open(path) as f:
+            info = json.load(f)
+    except OSError as e:
+        raise CLIError(f"--reproduce: cannot read {path}: {e.strerror or e}") from None
+    except ValueError as e:
+        raise CLIError(f"--reproduce: {path} is not valid JSON: {e}") from None
+    prov = info.get("provenance") if isinstance(info, dict) else None
+    if not prov or not prov.get("command") or "config" not in info:
+        raise CLIError(f"--reproduce: {path} records no command/config (not a checkpoint "
+                       f".json, or written by an mxpose without provenance)")
+    rec = _parser().parse_args(prov["command"][1:])
+    cfg = default_config()
+    merge_config(cfg, info["config"])
+    old_dir = cfg.train.workdir
+    cfg.train.workdir = args.workdir or str(old_dir).rstrip("/") + "_reproduce"
+    cfg.train.prefix = None
+    if os.path.abspath(cfg.train.workdir) == os.path.abspath(old_dir):
+        raise CLIError("--reproduce: give a --workdir other than the recorded run's "
+                       f"({old_dir})")
+    db = cfg.data.db
+    if not os.path.isabs(db) and not os.path.isfile(db) and prov.get("cwd"):
+        db = os.path.join(prov["cwd"], db)
+    if not os.path.isfile(db):
+        raise CLIError(f"--reproduce: training DB {cfg.data.db} does not exist")
+    cfg.data.db = db
+    want = (prov.get("db") or {}).get("content_hash")
+    pdb = PoseDB(db)
+    have = pdb.content_hash or pdb.verify()["recomputed"]
+    if want and have != want and not args.force:
+        raise CLIError(f"--reproduce: {db} has content hash {short_hash(have)}, the run "
+                       f"trained on {short_hash(want)}: not the same data (--force to run "
+                       f"anyway)")
+    rec.no_progress, rec.reproduce = args.no_progress, None
+    rec.resume, rec.prefix, rec.final_params = None, None, args.final_params
+    print(f"reproducing {path} (command: {' '.join(prov['command'])}) into "
+          f"{cfg.train.workdir}")
+    return cfg, rec, list(prov["command"])
+
+
 def main(argv=None):
     args = _parser().parse_args(argv)
+    command = ["tools/train.py"] + list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     warnings.simplefilter("always", RuntimeWarning)
     from mxpose.config import ConfigError, load_config
@@ -102,30 +178,21 @@ def main(argv=None):
     from mxpose.train import (CheckpointError, PoseTrainer, RunOptions, TrainError,
                               default_experiment, make_contexts, parse_gpus)
     from mxpose.train.optim import OptimizerError
+    from mxpose.cli import CLIError
 
     def fail(msg):
         print(f"train.py: error: {msg}", file=sys.stderr)
         return 2
 
     try:
-        cfg_path = args.config or default_experiment()
-        if cfg_path is None:
-            return fail("no --config given and experiments/cpm_vgg19_mpii.yaml not found "
-                        "(run from the repository root)")
-        overrides = list(args.overrides)
-        for flag, key in ((args.workdir, "train.workdir"), (args.prefix, "train.prefix"),
-                          (args.batch_size, "train.batch_size"),
-                          (args.num_workers, "data.num_workers"),
-                          (args.max_iters, "train.max_iters"),
-                          (args.save_every, "train.save_every"),
-                          (args.pretrained_base, "model.pretrained_base")):
-            if flag is not None:
-                overrides.append(f"{key}={json.dumps(flag)}")
-        if args.amp:
-            overrides.append("train.amp=true")
-        if args.no_masks:
-            overrides.append("targets.use_masks=false")
-        cfg = load_config(cfg_path, overrides)
+        if args.reproduce:
+            cfg, args, command = _reproduction(args)
+        else:
+            cfg_path = args.config or default_experiment()
+            if cfg_path is None:
+                return fail("no --config given and experiments/cpm_vgg19_mpii.yaml not found "
+                            "(run from the repository root)")
+            cfg = load_config(cfg_path, _overrides(args))
         ctxs = make_contexts(parse_gpus(args.gpus), args.cpus)
         if args.total_batch_size is not None:
             if args.total_batch_size % len(ctxs):
@@ -145,7 +212,8 @@ def main(argv=None):
         opts = RunOptions(contexts=ctxs, resume=resume, weights=args.weights,
                           weights_only=args.weights_only, kvstore=args.kvstore,
                           progress=not args.no_progress, hybridize=not args.no_hybridize,
-                          max_items=args.max_items, final_params=args.final_params)
+                          max_items=args.max_items, final_params=args.final_params,
+                          command=command)
         trainer = PoseTrainer(cfg, opts, echo=print)
         trainer.setup()
         if trainer.is_main:
@@ -157,7 +225,7 @@ def main(argv=None):
                   f"{trainer.prefix}-%04d.params")
         summary = trainer.run()
     except (ConfigError, PoseDBError, SkeletonError, CheckpointError, TrainError,
-            OptimizerError, FileNotFoundError) as e:
+            OptimizerError, FileNotFoundError, CLIError) as e:
         return fail(str(e).strip("'\""))
     if summary["rank"] == 0:
         ck = summary["checkpoints"]

@@ -420,7 +420,8 @@ def ingest_coco(annotations, images_dir: str, out: str, split: Optional[str] = N
                 limit: Optional[int] = None, keep_empty: bool = False, workers: int = 4,
                 commit_every: int = 64, progress: bool = True, tool: str = "coco_parse",
                 args: Optional[dict] = None,
-                on_image: Optional[Callable[[str], None]] = None) -> IngestSummary:
+                on_image: Optional[Callable[[str], None]] = None,
+                allow_source_change: bool = False) -> IngestSummary:
     """Ingest a COCO person-keypoints file into a pose DB (resumable).
 
     Parameters
@@ -449,6 +450,9 @@ def ingest_coco(annotations, images_dir: str, out: str, split: Optional[str] = N
         Provenance recorded in the DB's meta.
     on_image : callable, optional
         Called with the file name after each image is stored (a hook for tools and tests).
+    allow_source_change : bool
+        Continue a DB started from another version of the annotation file (its SHA-256
+        is recorded in the DB; default: refuse).
 
     Returns
     -------
@@ -471,8 +475,10 @@ def ingest_coco(annotations, images_dir: str, out: str, split: Optional[str] = N
     if limit is not None:
         todo = todo[:max(0, int(limit))]
     args = dict(args or {})
+    sources = {"annotations": coco.source} if os.path.isfile(coco.source) else {}
     with PoseDBWriter(out, dataset="coco", skeleton="coco", tool=tool, args=args,
-                      commit_every=commit_every) as writer:
+                      commit_every=commit_every, sources=sources,
+                      allow_source_change=allow_source_change) as writer:
         new = []
         for im in todo:
             if writer.has_image(im["file_name"]):

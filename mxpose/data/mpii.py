@@ -484,7 +484,8 @@ def ingest_mpii(annotations, images: str, out: str, *, val_fraction: float = 0.0
                 val_list: Optional[str] = None, seed: int = 0, include_test: bool = False,
                 limit: Optional[int] = None, commit_every: int = 64, progress: bool = False,
                 tool: str = "mpi_parse", args: Optional[dict] = None,
-                on_image: Optional[Callable[[str], None]] = None) -> IngestReport:
+                on_image: Optional[Callable[[str], None]] = None,
+                allow_source_change: bool = False) -> IngestReport:
     """Ingest the MPII release into a pose DB (``dataset='mpii'``, ``skeleton='mpii'``).
 
     Parameters
@@ -510,6 +511,9 @@ def ingest_mpii(annotations, images: str, out: str, *, val_fraction: float = 0.0
         Show a tqdm bar.
     on_image : callable, optional
         Called with each file name after it is stored (used by tests to slow a run).
+    allow_source_change : bool
+        Continue a DB started from another version of the .mat (its SHA-256 is recorded
+        in the DB; default: refuse).
 
     Returns
     -------
@@ -535,8 +539,11 @@ def ingest_mpii(annotations, images: str, out: str, *, val_fraction: float = 0.0
     report = IngestReport()
     t0 = time.perf_counter()
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    sources = {"annotations": os.fspath(annotations)} \
+        if isinstance(annotations, (str, os.PathLike)) else {}
     writer = PoseDBWriter(out, dataset="mpii", skeleton=get_skeleton("mpii"), tool=tool,
-                          args=args or {}, commit_every=commit_every)
+                          args=args or {}, commit_every=commit_every, sources=sources,
+                          allow_source_change=allow_source_change)
     seen = set()
     bar = None
     try:

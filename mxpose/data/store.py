@@ -15,6 +15,7 @@ and thread, lazily, and drops it when pickled, so it is safe in multi-process lo
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -70,8 +71,14 @@ CREATE TABLE IF NOT EXISTS ignore_regions (
     reason   TEXT                      -- 'crowd', 'unlabelled', ...
 );
 CREATE INDEX IF NOT EXISTS regions_image ON ignore_regions(image_id);
+CREATE TABLE IF NOT EXISTS image_hashes (
+    image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+    hash     TEXT NOT NULL             -- SHA-256 of the stored record (see record_hash)
+);
 """
 
+_IMAGE_COLS = ("file_name", "source_id", "width", "height", "split", "data", "extra")
+_REGION_COLS = ("counts", "height", "width", "reason")
 _PEOPLE_COLS = ("keypoints", "num_keypoints", "bbox_x", "bbox_y", "bbox_w", "bbox_h", "area",
                 "is_crowd", "scale", "center_x", "center_y", "head_x1", "head_y1", "head_x2",
                 "head_y2", "source_id", "extra")
@@ -117,6 +124,56 @@ def _encode_person(p: dict, num_keypoints: int, where: str) -> tuple:
             None if sid is None else str(sid), None if extra is None else json.dumps(extra))
 
 
+def _feed(h, v):
+    """Add one stored column value to a hash, typed so that 1, 1.0, "1" and b"1" differ."""
+    if v is None:
+        h.update(b"N;")
+    elif isinstance(v, (bytes, bytearray, memoryview)):
+        b = bytes(v)
+        h.update(b"b%d:" % len(b))
+        h.update(b)
+    elif isinstance(v, bool):
+        h.update(b"i%d;" % int(v))
+    elif isinstance(v, int):
+        h.update(b"i%d;" % v)
+    elif isinstance(v, float):
+        h.update(b"f" + float(v).hex().encode("ascii") + b";")
+    else:
+        b = str(v).encode("utf-8")
+        h.update(b"s%d:" % len(b))
+        h.update(b)
+
+
+def record_hash(image_row: Sequence, people_rows: Iterable[Sequence],
+                region_rows: Iterable[Sequence]) -> str:
+    """SHA-256 of one stored image record: its ``images`` columns (:data:`_IMAGE_COLS`,
+    bytes included), then every person (:data:`_PEOPLE_COLS`) and ignore region
+    (:data:`_REGION_COLS`) in insertion order. Computed from the values as they are
+    written and, by :meth:`PoseDB.verify`, as they are read back, so any changed byte or
+    number changes it."""
+    h = hashlib.sha256(b"mxpose-record-v1;")
+    for v in image_row:
+        _feed(h, v)
+    for tag, rows in ((b"P", people_rows), (b"R", region_rows)):
+        for r in rows:
+            h.update(tag)
+            for v in r:
+                _feed(h, v)
+    return h.hexdigest()
+
+
+def _combine_hashes(rows: Iterable[Sequence], dataset, skeleton_dict) -> str:
+    """The DB's content hash: dataset, layout, then (file name, record hash) in file-name
+    order, so it does not depend on insertion order or row ids."""
+    h = hashlib.sha256(b"mxpose-db-v1;")
+    _feed(h, json.dumps(dataset))
+    _feed(h, json.dumps(skeleton_dict, sort_keys=True))
+    for name, rh in rows:
+        _feed(h, name)
+        _feed(h, rh)
+    return h.hexdigest()
+
+
 def _connect(path: str, readonly: bool) -> sqlite3.Connection:
     if readonly:
         uri = "file:" + os.path.abspath(path) + "?mode=ro"
@@ -127,6 +184,33 @@ def _connect(path: str, readonly: bool) -> sqlite3.Connection:
         con.execute("PRAGMA synchronous=NORMAL")
     con.execute("PRAGMA foreign_keys=ON")
     return con
+
+
+def _stored_record(con, image_id: int):
+    """The stored values of one image record, as :func:`record_hash` takes them."""
+    image_row = con.execute(f"SELECT {', '.join(_IMAGE_COLS)} FROM images WHERE id=?",
+                            (image_id,)).fetchone()
+    people = con.execute(f"SELECT {', '.join(_PEOPLE_COLS)} FROM people WHERE image_id=? "
+                         "ORDER BY id", (image_id,)).fetchall()
+    regions = con.execute(f"SELECT {', '.join(_REGION_COLS)} FROM ignore_regions "
+                          "WHERE image_id=? ORDER BY id", (image_id,)).fetchall()
+    return image_row, people, regions
+
+
+def _stored_hashes(con) -> Dict[int, str]:
+    """Record hashes written at ingestion, by image id (none in DBs from before mxpose
+    hashed records; those have no ``image_hashes`` table when opened read-only)."""
+    if con.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND "
+                   "name='image_hashes'").fetchone() is None:
+        return {}
+    return dict(con.execute("SELECT image_id, hash FROM image_hashes"))
+
+
+def _content_hash(con, dataset, skeleton_dict) -> str:
+    stored = _stored_hashes(con)
+    rows = con.execute("SELECT id, file_name FROM images ORDER BY file_name").fetchall()
+    return _combine_hashes(((name, stored.get(iid) or record_hash(*_stored_record(con, iid)))
+                            for iid, name in rows), dataset, skeleton_dict)
 
 
 class PoseDBWriter:
@@ -144,13 +228,23 @@ class PoseDBWriter:
         What created the DB (recorded in meta for provenance).
     commit_every : int
         Images per transaction.
+    sources : dict, optional
+        ``{role: path}`` of the files the records come from (e.g. ``{"annotations":
+        "person_keypoints_val2017.json"}``); their SHA-256 and size go into meta
+        ``sources``.
+    allow_source_change : bool
+        Continue a DB although a source file's SHA-256 differs from the one recorded
+        when the DB was started (default: refuse, since the DB would mix two releases).
 
-    Reopening an existing DB checks that dataset and skeleton agree, then continues:
-    :meth:`has_image` tells which images are already stored.
+    Reopening an existing DB checks that dataset, skeleton and source files agree, then
+    continues: :meth:`has_image` tells which images are already stored. Every record is
+    hashed as it is written (:func:`record_hash`) and :meth:`close` stores the DB's
+    content hash in meta (``content_hash``), which :meth:`PoseDB.verify` recomputes.
     """
 
     def __init__(self, path: str, dataset: str, skeleton, tool: str = "",
-                 args: Optional[dict] = None, commit_every: int = 64):
+                 args: Optional[dict] = None, commit_every: int = 64,
+                 sources: Optional[Dict[str, str]] = None, allow_source_change: bool = False):
         self.path = str(path)
         self.skeleton: Skeleton = get_skeleton(skeleton)
         self.dataset = dataset
@@ -165,7 +259,7 @@ class PoseDBWriter:
             raise PoseDBError(f"{self.path} is not a usable SQLite pose DB: {e}") from None
         self._pending = 0
         try:
-            self._init_meta(tool, args or {})
+            self._init_meta(tool, args or {}, sources or {}, allow_source_change)
             self._names = {r[0] for r in self._con.execute("SELECT file_name FROM images")}
             self._con.execute("BEGIN")
         except BaseException:
@@ -173,7 +267,26 @@ class PoseDBWriter:
             self._con = None
             raise
 
-    def _init_meta(self, tool, args):
+    def _check_sources(self, recorded: dict, sources: Dict[str, str], allow_change: bool,
+                       has_images: bool) -> dict:
+        from ..provenance import file_fingerprint, short_hash
+        out = dict(recorded)
+        for role, path in sources.items():
+            fp = file_fingerprint(path)
+            old = recorded.get(role)
+            if old and has_images and old.get("sha256") != fp["sha256"] and not allow_change:
+                raise PoseDBError(
+                    f"{self.path} was started from {old.get('path')} (sha256 "
+                    f"{short_hash(old.get('sha256'))}, {old.get('size')} bytes) but {path} "
+                    f"differs (sha256 {short_hash(fp['sha256'])}, {fp['size']} bytes): "
+                    f"continuing would mix two versions of the {role}; write a new DB, or "
+                    f"allow it explicitly (--allow-changed-source)")
+            if old and old.get("sha256") != fp["sha256"]:
+                fp["previous"] = [old] + list(old.get("previous", []))
+            out[role] = fp
+        return out
+
+    def _init_meta(self, tool, args, sources, allow_source_change):
         meta = dict(self._con.execute("SELECT key, value FROM meta"))
         if meta:
             version = json.loads(meta.get("schema_version", "null"))
@@ -190,8 +303,11 @@ class PoseDBWriter:
         else:
             runs = []
         runs.append({"tool": tool, "args": args, "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        has_images = self._con.execute("SELECT 1 FROM images LIMIT 1").fetchone() is not None
         rows = {"schema_version": SCHEMA_VERSION, "dataset": self.dataset,
-                "skeleton": self.skeleton.to_dict(), "runs": runs}
+                "skeleton": self.skeleton.to_dict(), "runs": runs,
+                "sources": self._check_sources(json.loads(meta.get("sources", "{}")), sources,
+                                               allow_source_change, has_images)}
         if not meta:
             rows.update(created_by=tool, created_args=args)
         with self._con:
@@ -203,6 +319,11 @@ class PoseDBWriter:
         """Store a JSON-able value under ``key`` in the meta table (in the open transaction)."""
         self._con.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
                           (key, json.dumps(value)))
+
+    def content_hash(self) -> str:
+        """The DB's content hash over the records stored so far (:func:`_combine_hashes`);
+        records written before mxpose hashed them are hashed from their stored values."""
+        return _content_hash(self._con, self.dataset, self.skeleton.to_dict())
 
     def has_image(self, file_name: str) -> bool:
         return file_name in self._names
@@ -226,6 +347,9 @@ class PoseDBWriter:
             raise PoseDBError(f"{where}: invalid size {width}x{height}")
         rows = [_encode_person(p, self.skeleton.num_keypoints, f"{where}, person {i}")
                 for i, p in enumerate(people)]
+        image_row = (file_name, None if source_id is None else str(source_id), int(width),
+                     int(height), str(split), bytes(data),
+                     None if extra is None else json.dumps(extra))
         regions = []
         for r in ignore_rles:
             h, w = (int(x) for x in r["size"])
@@ -241,12 +365,12 @@ class PoseDBWriter:
         self._con.execute("SAVEPOINT img")
         try:
             cur = self._con.execute(
-                "INSERT INTO images(file_name, source_id, width, height, split, data, extra) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (file_name, None if source_id is None else str(source_id), int(width),
-                 int(height), str(split), sqlite3.Binary(bytes(data)),
-                 None if extra is None else json.dumps(extra)))
+                f"INSERT INTO images({', '.join(_IMAGE_COLS)}) VALUES "
+                f"({', '.join('?' * len(_IMAGE_COLS))})",
+                image_row[:5] + (sqlite3.Binary(image_row[5]),) + image_row[6:])
             image_id = cur.lastrowid
+            self._con.execute("INSERT INTO image_hashes(image_id, hash) VALUES (?, ?)",
+                              (image_id, record_hash(image_row, rows, regions)))
             self._con.executemany(
                 f"INSERT INTO people(image_id, {', '.join(_PEOPLE_COLS)}) VALUES "
                 f"({', '.join('?' * (len(_PEOPLE_COLS) + 1))})",
@@ -276,6 +400,8 @@ class PoseDBWriter:
             return
         try:
             if self._con.in_transaction:
+                if commit:
+                    self.set_meta("content_hash", self.content_hash())
                 self._con.execute("COMMIT" if commit else "ROLLBACK")
             try:
                 # Fold the WAL back so the DB is one self-contained file.
@@ -365,6 +491,48 @@ class PoseDB:
             if key not in meta:
                 raise PoseDBError(f"{self.path}: meta table lacks {key!r}")
         return meta
+
+    # -- provenance ---------------------------------------------------------------------
+    @property
+    def content_hash(self) -> Optional[str]:
+        """The content hash recorded when the DB was last written (meta ``content_hash``;
+        None for DBs from before mxpose recorded it). :meth:`verify` recomputes it."""
+        return self.meta.get("content_hash")
+
+    @property
+    def sources(self) -> dict:
+        """``{role: {"path", "sha256", "size"}}`` of the files the DB was ingested from."""
+        return dict(self.meta.get("sources") or {})
+
+    def verify(self, progress: bool = False) -> dict:
+        """Recompute every record's hash from the stored bytes and values and the DB's
+        content hash, and compare them with those recorded at ingestion.
+
+        Returns ``{"ok", "images", "mismatched": [file names], "unhashed": n,
+        "content_hash": recorded, "recomputed": hash}``; ``ok`` is False when any record
+        or the content hash differs (``unhashed`` records, from before mxpose hashed them,
+        cannot be checked one by one).
+        """
+        con = self._con()
+        stored = _stored_hashes(con)
+        rows = con.execute("SELECT id, file_name FROM images ORDER BY file_name").fetchall()
+        it = rows
+        if progress:
+            from tqdm import tqdm
+            it = tqdm(rows, unit="img", desc="verify", dynamic_ncols=True)
+        mismatched, unhashed, pairs = [], 0, []
+        for iid, name in it:
+            rh = record_hash(*_stored_record(con, iid))
+            if iid not in stored:
+                unhashed += 1
+            elif stored[iid] != rh:
+                mismatched.append(name)
+            pairs.append((name, rh))
+        now = _combine_hashes(pairs, self.dataset, self.meta["skeleton"])
+        recorded = self.content_hash
+        ok = not mismatched and (recorded is None or recorded == now)
+        return {"ok": ok, "images": len(rows), "mismatched": mismatched, "unhashed": unhashed,
+                "content_hash": recorded, "recomputed": now}
 
     # -- queries --------------------------------------------------------------------------
     def splits(self) -> Dict[str, int]:

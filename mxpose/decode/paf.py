@@ -38,6 +38,10 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
+#: How a decoded person's score (what COCO evaluation ranks detections by) is computed.
+PERSON_SCORE = ("total / num_parts: (sum of the person's peak heatmap values + sum of the "
+                "PAF scores of the limbs that joined them) / number of parts found (CMU)")
+
 from ..skeleton import Skeleton, get_skeleton
 
 try:

@@ -100,6 +100,8 @@ class RunOptions:
     final_params : also write the final parameters here (``{rank}`` is replaced by the
         distributed worker rank), e.g. to check that workers agree.
     save : write checkpoints, config and log (False for benchmarks).
+    command : the command line that started the run (``tools/train.py`` arguments),
+        recorded in each checkpoint's provenance for ``train.py --reproduce``.
     """
     contexts: list = field(default_factory=list)
     resume: Union[None, str, int] = None
@@ -111,6 +113,7 @@ class RunOptions:
     max_items: Optional[int] = None
     final_params: Optional[str] = None
     save: bool = True
+    command: Optional[list] = None
 
 
 def _to_plain(cfg):
@@ -142,6 +145,8 @@ class PoseTrainer:
         self.start_iter = 0
         self.iteration = 0
         self.timings: List[tuple] = []     # per iteration: (data wait s, total s)
+        self._provenance_static = None
+        self._t_run = None
 
     # -- set-up -----------------------------------------------------------------------------
     def setup(self):
@@ -328,6 +333,37 @@ class PoseTrainer:
                     g[:] = 0
 
     # -- checkpoints --------------------------------------------------------------------------
+    def provenance(self) -> dict:
+        """What produced the weights saved now: the command, the config's hash, the code
+        (mxpose version, git revision, dirty flag), the training DB (content hash, schema,
+        split sizes), the devices and workers, and the wall time and images/s so far
+        (summed over resumed runs)."""
+        from ..provenance import code_revision, hash_json, library_versions
+        if self._provenance_static is None:
+            db = getattr(self.dataset, "db", None)
+            self._provenance_static = {
+                "command": list(self.opt.command) if self.opt.command is not None else None,
+                "cwd": os.getcwd(),
+                "config_sha256": hash_json(_to_plain(self.cfg)),
+                "versions": library_versions(), "code": code_revision(),
+                "db": None if db is None else {
+                    "path": os.path.abspath(db.path), "content_hash": db.content_hash,
+                    "schema_version": db.meta.get("schema_version"), "splits": db.splits(),
+                    "split": self.cfg.data.train_split},
+                "contexts": [str(c) for c in self.ctxs], "kvstore": str(self.opt.kvstore),
+                "num_workers": self.num_workers,
+                "loader_workers": int(self.cfg.data.num_workers)}
+            prior = ((self.resume_info or {}).get("provenance") or {}).get("run") or {}
+            self._provenance_prior = (float(prior.get("wall_seconds", 0.0)),
+                                      int(prior.get("images", 0)))
+        seconds = self._provenance_prior[0] + (time.perf_counter() - self._t_run
+                                               if self._t_run is not None else 0.0)
+        images = self._provenance_prior[1] + (self.iteration - self.start_iter) * self.batch \
+            * self.num_workers
+        return dict(self._provenance_static, run={
+            "wall_seconds": round(seconds, 3), "images": images,
+            "images_per_second": round(images / seconds, 3) if seconds > 0 else None})
+
     def save(self):
         import mxnet as mx
         mx.nd.waitall()
@@ -339,7 +375,7 @@ class PoseTrainer:
                          "num_workers": self.num_workers},
                 "rng": {"numpy_global": _np_state()},
                 "contexts": [str(c) for c in self.ctxs], "kvstore": str(self.opt.kvstore),
-                "config": _to_plain(self.cfg)}
+                "config": _to_plain(self.cfg), "provenance": self.provenance()}
         return ckpt.save_checkpoint(self.prefix, self.iteration, self.net, self.trainer,
                                     self.names, info)
 
@@ -371,7 +407,7 @@ class PoseTrainer:
         saved: List[int] = []
         window = _Window()
         seen_images = 0
-        t_run = time.perf_counter()
+        t_run = self._t_run = time.perf_counter()
         t_prev = t_run
         last_loss = float("nan")
         try:
