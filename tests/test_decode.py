@@ -111,7 +111,7 @@ def test_kernels_match_reference_on_random_maps(skel):
 
 
 def test_peak_capacity_growth():
-    # More peaks than the wrapper's first guess (32 per keypoint): it must retry.
+    # The densest map possible (a checkerboard: h * w / 2 peaks) fits the one pass.
     hm = np.zeros((OP18.num_heatmaps, 40, 40), dtype=np.float32)
     hm[0, ::2, ::2] = 0.5
     hm[0, 1::2, 1::2] = 0.5
