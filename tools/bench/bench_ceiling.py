@@ -153,7 +153,9 @@ def main(argv=None):
                     "resolution/boxsize 368) and decode ms, per assembly mode.",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     ap.add_argument("--modes", nargs="+", default=["cmu", "crowd"],
-                    help="assembly modes, one row each (default: cmu crowd)")
+                    help="assembly modes, one row each (default: cmu crowd); MODE:N also "
+                         "sets the peak cap max_peaks=N (cmu:0 is the decoder before the "
+                         "cap)")
     ap.add_argument("--coco", default=os.path.join(ROOT, "..", "shared", "data", "coco_sample"),
                     help="folder with test_coco.json (default ../shared/data/coco_sample; "
                          "skipped when absent)")
@@ -171,11 +173,14 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     from mxpose.decode import ASSEMBLY_MODES, Decoder
-    bad = [m for m in args.modes if m not in ASSEMBLY_MODES]
-    if bad:
-        print(f"error: unknown assembly mode(s) {bad}; known: {sorted(ASSEMBLY_MODES)}",
-              file=sys.stderr)
-        return 2
+    decoders = {}
+    for spec in args.modes:
+        mode, _, cap = spec.partition(":")
+        if mode not in ASSEMBLY_MODES or (cap and not cap.isdigit()):
+            print(f"error: bad mode {spec!r}; give MODE or MODE:N with MODE in "
+                  f"{list(ASSEMBLY_MODES)} and N >= 0 peaks per keypoint", file=sys.stderr)
+            return 2
+        decoders[spec] = Decoder(NET, assembly=mode, **({"max_peaks": int(cap)} if cap else {}))
     try:
         import cv2
         cv2.setNumThreads(1)
@@ -191,8 +196,7 @@ def main(argv=None):
             sets.append(("crowd",) + crowd_cases(args.crowd_images, args.seed))
     conds = [("clean", 0.0, 0.0), ("noisy", args.noise, args.blur)]
     rows = []
-    for mode in args.modes:
-        dec = Decoder(NET, assembly=mode)
+    for mode, dec in decoders.items():
         row = {"mode": mode}
         for name, cases, gt in sets:
             for res, box in (("img", None), ("368", 368)):
