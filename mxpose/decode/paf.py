@@ -259,7 +259,8 @@ def connect_limbs(peaks: np.ndarray, counts: np.ndarray, pafs: np.ndarray, skele
         Limb order (default :func:`limb_order`).
     match : bool
         True: CMU's greedy matching per limb (each peak at most once per limb). False:
-        every candidate, for :func:`assemble_crowd`.
+        every candidate, for :func:`assemble_crowd` (up to nA * nB rows per limb are
+        allocated: keep a peak cap, see :func:`cap_peaks`).
 
     Returns
     -------
@@ -417,7 +418,7 @@ class DecodeInfo(NamedTuple):
     """Intermediate results of one decode (cells at the working resolution)."""
     peaks: np.ndarray        # (P, 3) x, y, value
     counts: np.ndarray       # (K,)
-    connections: np.ndarray  # (C, 4) limb, a, b, score
+    connections: np.ndarray  # (C, 4) limb, a, b, score (crowd mode: every candidate)
     parts: np.ndarray        # (N, K) peak index or -1
     total: np.ndarray        # (N,)
     count: np.ndarray        # (N,)
