@@ -22,7 +22,7 @@ Assembly modes (``Decoder(assembly=...)``, config ``test.assembly``):
   attaches free peaks, merges fragments whose union holds one peak per keypoint, and
   lets a person missing a keypoint share a peak another person holds (two keypoints
   within a cell give one peak; without sharing, one person loses it and the chain
-  behind it). Same people as ``'cmu'`` on separate people; on synthetic crowds
+  behind it). People standing apart come out as with ``'cmu'``; on synthetic crowds
   (tools/bench/bench_ceiling.py, 40 images of 5-15 people overlapping 30-70 %) ceiling
   AP 0.980 against 0.954 clean, 0.910 against 0.862 on noisy maps, at the same cost.
 * ``'cmu'``: OpenPose's rule: greedy matching limb by limb, then :func:`assemble`.
@@ -73,8 +73,8 @@ except ImportError as e:  # pragma: no cover - depends on the build
         f"(or pip install --no-build-isolation -e .). Original error: {e}") from e
 
 __all__ = ["Decoder", "decode", "find_peaks", "connect_limbs", "assemble", "assemble_crowd",
-           "match_limbs", "limb_order", "cap_peaks", "gaussian_kernel", "smooth_maps", "REFINE_MODES",
-           "SAMPLING_MODES", "ASSEMBLY_MODES", "DecodeInfo"]
+           "match_limbs", "limb_order", "cap_peaks", "gaussian_kernel", "smooth_maps",
+           "REFINE_MODES", "SAMPLING_MODES", "ASSEMBLY_MODES", "DecodeInfo"]
 
 REFINE_MODES = {"none": 0, "quadratic": 1, "log": 2}
 SAMPLING_MODES = {"nearest": 0, "bilinear": 1}

@@ -9,8 +9,9 @@ For each assembly mode (``--modes``, default ``cmu crowd``) prints:
   maps rendered at the image's own resolution (stride 8) and at boxsize 368 (the image
   resized to 368 px high first, as ``tools/evaluate.py --oracle`` does);
 * decode time, ms per 640x480 image (80x60 maps), single thread (CPU time of the
-  thread, median of --repeat runs: robust on a shared machine), at 1, 10 and 30 people (ground-truth maps of people on a grid), and on the uniform-noise frame (the
-  maps an untrained network emits), with the number of people it returns.
+  thread, median of --repeat runs: robust on a shared machine), at 1, 10 and 30 people
+  (ground-truth maps of people on a grid), and on the uniform-noise frame (the maps an
+  untrained network emits), with the number of people it returns.
 
 Example:
     python tools/bench/bench_ceiling.py --crowd-images 40 --json ceiling.json
