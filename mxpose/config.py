@@ -100,6 +100,11 @@ def default_config() -> EasyDict:
             "sigma": 3.0,                  # peak smoothing, image px
             "refine": "log",               # sub-cell peak refinement: log, quadratic, none
             "sampling": "bilinear",        # PAF reading: bilinear or nearest (CMU)
+            "n_samples": 10,               # PAF samples per limb candidate
+            "min_frac": 0.8,               # fraction of samples that must support a limb
+            "upsample": 1,                 # decode on maps resized xN first (CMU: 8)
+            "assembly": "crowd",           # 'crowd' or 'cmu' (OpenPose's greedy rule)
+            "max_peaks": 64,               # peaks kept per keypoint (highest); 0 = all
         },
     }
     return EasyDict(c)

@@ -63,7 +63,8 @@ def decode_params_from_config(cfg) -> dict:
     t = cfg.test
     return {"thre1": t.thre1, "thre2": t.thre2, "min_parts": t.min_parts,
             "min_score": t.min_score, "sigma": t.sigma, "refine": t.refine,
-            "sampling": t.sampling}
+            "sampling": t.sampling, "n_samples": t.n_samples, "min_frac": t.min_frac,
+            "upsample": t.upsample, "assembly": t.assembly, "max_peaks": t.max_peaks}
 
 
 class Predictor:

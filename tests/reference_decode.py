@@ -10,6 +10,7 @@ The renderer is deliberately tiny and independent of ``mxpose.targets``: Gaussia
 heatmaps (max- or sum-and-clip-merged) and averaged unit-vector PAFs on the centred grid
 (cell g centred at input pixel ``stride * g + (stride - 1) / 2``).
 """
+import itertools
 import math
 
 import numpy as np
@@ -273,11 +274,12 @@ from mxpose.decode.paf import limb_order  # noqa: E402
 
 
 def connect_limbs_ref(peaks, counts, pafs, limb_index, order, thre2=0.05, n_samples=10,
-                      min_frac=0.8, image_h=None, stride=8.0, sampling="bilinear"):
+                      min_frac=0.8, image_h=None, stride=8.0, sampling="bilinear", match=True):
     """Score all candidate pairs of every limb and match them greedily.
 
     Returns (C, 4) float64 rows [limb, global peak id of A, of B, score], limbs in
-    ``order``, each limb's rows in greedy (score-descending) order.
+    ``order``, each limb's rows in greedy (score-descending) order. ``match=False``:
+    every candidate, score-descending (ties: A, then B) within each limb.
     """
     pafs = np.asarray(pafs, dtype=np.float32)
     _, h, w = pafs.shape
@@ -316,6 +318,9 @@ def connect_limbs_ref(peaks, counts, pafs, limb_index, order, thre2=0.05, n_samp
         used_a, used_b, taken = set(), set(), 0
         for q in np.lexsort((jj, ii, -sc)):
             i, j = ii[q], jj[q]
+            if not match:
+                rows.append((l, offsets[ka] + i, offsets[kb] + j, sc[q]))
+                continue
             if i in used_a or j in used_b:
                 continue
             used_a.add(i)
@@ -367,21 +372,169 @@ def assemble_ref(connections, peaks, limb_index, num_keypoints, no_start, min_pa
             np.array([p[2] for p in keep], dtype=np.int32))
 
 
+def match_limbs_ref(candidates):
+    """Per limb block, the one-to-one matching with the largest total score (SciPy's
+    ``linear_sum_assignment``, an implementation independent of the kernel's), rows by
+    descending score (ties: a, then b)."""
+    from scipy.optimize import linear_sum_assignment
+    cands = np.asarray(candidates, dtype=np.float64).reshape(-1, 4)
+    rows = []
+    start = 0
+    while start < len(cands):
+        end = start
+        while end < len(cands) and cands[end, 0] == cands[start, 0]:
+            end += 1
+        blk = cands[start:end]
+        ua, ia = np.unique(blk[:, 1], return_inverse=True)
+        ub, ib = np.unique(blk[:, 2], return_inverse=True)
+        w = np.zeros((len(ua), len(ub)))
+        w[ia, ib] = blk[:, 3]
+        cand = np.zeros(w.shape, dtype=bool)
+        cand[ia, ib] = True
+        ri, ci = linear_sum_assignment(w, maximize=True)
+        got = [(blk[0, 0], ua[i], ub[j], w[i, j]) for i, j in zip(ri, ci) if cand[i, j]]
+        got.sort(key=lambda t: (-t[3], t[1], t[2]))
+        rows += got
+        start = end
+    return np.array(rows, dtype=np.float64).reshape(-1, 4)
+
+
+def assemble_crowd_ref(candidates, peaks, limb_index, num_keypoints, no_start, min_parts=4,
+                       min_score=0.4, init=None, share=True):
+    """Crowd assembly: every limb candidate, best first, over all limb types.
+
+    Written as the union of growing groups of peaks. A candidate (a, b) of limb (ka, kb)
+    joins a group holding a (or a alone) with a group holding b (or b alone) when the
+    union still holds at most one peak per keypoint (the same peak in the same slot is
+    fine); owners are tried in the order they took the peak; two lone peaks joined by a
+    no-start limb stay apart. Failing that, with ``share``, the first group on a's side,
+    then on b's side, that lacks the other endpoint's keypoint takes that peak too when
+    it already has exactly one owner (two people's keypoints at one spot give one peak).
+    Candidates are taken by descending score, ties in row order. A group's total is its
+    peaks' values plus the scores of the candidates that joined or extended it; groups
+    are output in creation order (a union keeps the older), filtered as
+    :func:`assemble_ref`. ``init`` = (parts, totals) seeds the groups.
+    """
+    no_start = set(int(i) for i in no_start)
+    cands = np.asarray(candidates, dtype=np.float64).reshape(-1, 4)
+    owners = {}         # peak -> [group ids], at most 2
+    members = {}        # group id -> {keypoint: peak}
+    total = {}
+    groups = []         # live group ids, in creation order
+    ids = itertools.count()
+    if init is not None:
+        for parts0, total0 in zip(*init):
+            g = next(ids)
+            groups.append(g)
+            members[g] = {k: int(pk) for k, pk in enumerate(parts0) if pk >= 0}
+            total[g] = float(total0)
+            for pk in members[g].values():
+                owners.setdefault(pk, []).append(g)
+
+    def value(pk):
+        return float(peaks[pk, 2])
+
+    for r in np.argsort(-cands[:, 3], kind="stable"):
+        l, a, b, sc = int(cands[r, 0]), int(cands[r, 1]), int(cands[r, 2]), cands[r, 3]
+        ka, kb = int(limb_index[l][0]), int(limb_index[l][1])
+        oa, ob = owners.get(a, []), owners.get(b, [])
+        if set(oa) & set(ob):
+            continue
+        joined = False
+        for ga in (oa or [None]):
+            for gb in (ob or [None]):
+                ma = members[ga] if ga is not None else {ka: a}
+                mb = members[gb] if gb is not None else {kb: b}
+                if any(ma[k] != mb[k] for k in set(ma) & set(mb)):
+                    continue
+                if ga is None and gb is None:
+                    if l in no_start:
+                        continue
+                    g = next(ids)
+                    groups.append(g)
+                    members[g] = {ka: a, kb: b}
+                    total[g] = value(a) + value(b) + sc
+                    owners[a], owners[b] = [g], [g]
+                elif gb is None:
+                    members[ga][kb] = b
+                    total[ga] = total[ga] + value(b) + sc
+                    owners[b] = [ga]
+                elif ga is None:
+                    members[gb][ka] = a
+                    total[gb] = value(a) + total[gb] + sc
+                    owners[a] = [gb]
+                else:
+                    keep, drop = (ga, gb) if ga < gb else (gb, ga)
+                    t = total[ga] + total[gb] + sc
+                    for k, pk in members[drop].items():
+                        own = owners[pk]
+                        if keep in own:
+                            own.remove(drop)
+                        else:
+                            own[own.index(drop)] = keep
+                        members[keep][k] = pk
+                    total[keep] = t
+                    del members[drop], total[drop]
+                    groups.remove(drop)
+                joined = True
+                break
+            if joined:
+                break
+        if joined or not share:
+            continue
+        for g, x, kx in [(g, b, kb) for g in oa] + [(g, a, ka) for g in ob]:
+            if kx not in members[g] and len(owners.get(x, [])) == 1:
+                members[g][kx] = x
+                total[g] = total[g] + value(x) + sc
+                owners[x].append(g)
+                break
+    keep = [g for g in groups if len(members[g]) >= min_parts
+            and total[g] / len(members[g]) >= min_score]
+    parts = np.full((len(keep), num_keypoints), -1, dtype=np.int32)
+    for n, g in enumerate(keep):
+        for k, pk in members[g].items():
+            parts[n, k] = pk
+    return (parts, np.array([total[g] for g in keep], dtype=np.float64),
+            np.array([len(members[g]) for g in keep], dtype=np.int32))
+
+
+def cap_peaks_ref(peaks, counts, max_peaks):
+    """At most ``max_peaks`` peaks per keypoint: the highest values, ties by position in
+    the list (raster order), kept in list order."""
+    if max_peaks <= 0:
+        return peaks, counts
+    keep, new_counts, start = [], [], 0
+    for n in counts:
+        idx = list(range(start, start + n))
+        best = sorted(idx, key=lambda i: (-peaks[i, 2], i))[:max_peaks]
+        keep += sorted(best)
+        new_counts.append(len(best))
+        start += n
+    return peaks[keep].reshape(-1, 3), np.array(new_counts, dtype=np.int32)
+
+
 def decode_ref(heatmaps, pafs, skeleton, stride=8.0, thre1=0.1, thre2=0.05, sigma=3.0,
                refine="log", sampling="bilinear", n_samples=10, min_frac=0.8, min_parts=4,
-               min_score=0.4, image_height=None):
+               min_score=0.4, image_height=None, assembly="crowd", max_peaks=64):
     """Twin of ``mxpose.decode.decode`` for maps already at the working resolution.
 
     Returns people (N, K, 3) float32 in input pixels (x, y, peak value) and scores (N,)
     float32 (total score / number of parts).
     """
     K = skeleton.num_keypoints
-    peaks, counts = find_peaks_ref(heatmaps, K, thre1, sigma / stride, refine)
+    peaks, counts = cap_peaks_ref(*find_peaks_ref(heatmaps, K, thre1, sigma / stride, refine),
+                                  max_peaks)
     order = limb_order(skeleton)
-    conns = connect_limbs_ref(peaks, counts, pafs, skeleton.limb_index, order, thre2,
-                              n_samples, min_frac, image_height, stride, sampling)
-    parts, total, count = assemble_ref(conns, peaks, skeleton.limb_index, K,
-                                       skeleton.no_start_limb_index, min_parts, min_score)
+    li, ns = skeleton.limb_index, skeleton.no_start_limb_index
+    crowd = assembly == "crowd"
+    conns = connect_limbs_ref(peaks, counts, pafs, li, order, thre2, n_samples, min_frac,
+                              image_height, stride, sampling, match=not crowd)
+    if crowd:
+        init = assemble_ref(match_limbs_ref(conns), peaks, li, K, ns, 0, -np.inf)
+        parts, total, count = assemble_crowd_ref(conns, peaks, li, K, ns, min_parts,
+                                                 min_score, init=init[:2])
+    else:
+        parts, total, count = assemble_ref(conns, peaks, li, K, ns, min_parts, min_score)
     off = (stride - 1) / 2.0
     people = np.zeros((len(parts), K, 3), dtype=np.float32)
     lab = parts >= 0

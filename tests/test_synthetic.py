@@ -310,3 +310,46 @@ def test_tool_help_run_and_errors(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         make_synthetic.main(["--out", out, "--num-images", "-1"])
+
+
+def test_crowd_setting_rows_overlap_and_occluders(tmp_path):
+    from mxpose.data.synthetic import _place_crowd
+    occluded = 0
+    for i in range(5):
+        img, people, _, maps = generate_image(image_seed(5, "train", i), min_size=480,
+                                              max_size=640, p_unlabelled=0, p_crowd=0,
+                                              crowd=True, return_maps=True)
+        h, w = img.shape[:2]
+        lab = _labelled(people)
+        assert 5 <= len(lab) <= 15 and len(lab) == len(people)
+        occ = maps["owner"] == -2
+        assert occ.any(), "no occluder drawn"
+        for _, p in lab:
+            kp = p["keypoints"]
+            on = kp[:, 2] > 0
+            xy = np.round(kp[on, :2]).astype(int)
+            under = occ[xy[:, 1], xy[:, 0]]
+            # a keypoint behind an occluder is labelled, as occluded (v = 1)
+            assert (kp[on][under, 2] == 1).all()
+            occluded += int(under.sum())
+            # rows fit the image width: no shoulder is cut off at the sides
+            for name in ("l_shoulder", "r_shoulder"):
+                assert 0 <= kp[COCO.index(name), 0] <= w - 1
+    assert occluded > 0
+    # neighbours in a row overlap by 30-70 % of the narrower box (row breaks excepted)
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        placed = _place_crowd(rng, 600, 500, 0.5, 0.9)
+        boxes = np.array([b for *_, b in placed])
+        wid = boxes[:, 2] - boxes[:, 0]
+        frac = (boxes[:-1, 2] - boxes[1:, 0]) / np.minimum(wid[:-1], wid[1:])
+        inside = (frac > 0.3 - 1e-6) & (frac < 0.7 + 1e-6)
+        rows = 1 if len(placed) <= 6 else 2 if len(placed) <= 11 else 3
+        assert inside.sum() == len(placed) - rows
+    # the DB records the setting; a default DB's recipe keeps its old keys
+    out = str(tmp_path / "c.db")
+    make_synthetic_db(out, 1, progress=False, crowd=True, min_size=200, max_size=240)
+    plain = str(tmp_path / "p.db")
+    make_synthetic_db(plain, 1, progress=False, min_size=200, max_size=240)
+    assert PoseDB(out).meta["synthetic"]["crowd"] is True
+    assert "crowd" not in PoseDB(plain).meta["synthetic"]

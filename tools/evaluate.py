@@ -156,8 +156,10 @@ def main(argv=None):
                                 {"coco": "openpose_coco18", "mpii": "openpose_mpi15"}.get(
                                     gt_skel.name, gt_skel.name))
         boxsize = args.boxsize or (cfg.test.boxsize if cfg else 368)
-        figures = {"oracle": evaluate("oracle (ground-truth maps)",
-                                      oracle=OracleMaps(net_skel, boxsize=boxsize),
+        from mxpose.infer import decode_params_from_config
+        oracle = OracleMaps(net_skel, boxsize=boxsize,
+                            decode_params=decode_params_from_config(cfg) if cfg else None)
+        figures = {"oracle": evaluate("oracle (ground-truth maps)", oracle=oracle,
                                       net_skel=net_skel)}
     else:
         cfg, prefix, saved = resolve_run(args)

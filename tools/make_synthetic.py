@@ -9,7 +9,9 @@ Each image holds 1 to --max-people articulated figures (heights 30-90 % of the i
 leaning, turned up to ~45 degrees, overlapping, partly off-image) on a textured background;
 each side of an image is drawn in [--min-size, --max-size] pixels. About 10 % of the images
 have one unlabelled figure and about 8 % a crowd of small figures; both are stored with
-ignore regions, as COCO's unlabelled people and crowds are. Keypoints are stored in the
+ignore regions, as COCO's unlabelled people and crowds are. With --crowd every image is a
+labelled crowd instead: 5-15 people in rows, neighbours overlapping by 30-70 %, occluders
+(poles, signs, railings) in front. Keypoints are stored in the
 17-point COCO layout, so training reads the DB exactly like a COCO one.
 
 Image i of a split is train/000123.jpg or val/000123.jpg, drawn from its own seed derived
@@ -43,6 +45,10 @@ def build_parser():
                         f"(default {DEFAULTS['p_unlabelled']})")
     p.add_argument("--p-crowd", type=float, default=DEFAULTS["p_crowd"], metavar="P",
                    help=f"fraction of images with a masked crowd (default {DEFAULTS['p_crowd']})")
+    p.add_argument("--crowd", action="store_true",
+                   help="crowd setting: every image holds 5-15 labelled people in rows, "
+                        "neighbours overlapping by 30-70 %%, with occluders in front "
+                        "(--max-people is then unused; try --min-size 480 --max-size 640)")
     p.add_argument("--quality", type=int, default=DEFAULTS["quality"], metavar="Q",
                    help=f"JPEG quality (default {DEFAULTS['quality']})")
     p.add_argument("--workers", type=int, default=1, metavar="W",
@@ -91,7 +97,7 @@ def main(argv=None):
 
     params = {"min_size": args.min_size, "max_size": args.max_size,
               "max_people": args.max_people, "p_unlabelled": args.p_unlabelled,
-              "p_crowd": args.p_crowd, "quality": args.quality}
+              "p_crowd": args.p_crowd, "quality": args.quality, "crowd": args.crowd}
     provenance = {"num_images": args.num_images, "val_images": args.val_images,
                   "seed": args.seed, **params}
     try:

@@ -324,15 +324,17 @@ cdef int _cmp_cand(const void* pa, const void* pb) noexcept nogil:
     return 0
 
 
-cdef inline double _sample(const float[:, :, ::1] pafs, Py_ssize_t ch, double px, double py,
-                           int bilinear) noexcept nogil:
+cdef inline double _project(const float[:, :, ::1] pafs, Py_ssize_t l, double px, double py,
+                            double ux, double uy, int bilinear) noexcept nogil:
+    # PAF of limb l at (px, py) projected on (ux, uy): the same arithmetic as
+    # _sample(2l) * ux + _sample(2l + 1) * uy, with the cell and weights found once.
     cdef Py_ssize_t H = pafs.shape[1], W = pafs.shape[2]
-    cdef Py_ssize_t ix, iy, x0, y0, x1, y1
-    cdef double fx, fy, top, bot
+    cdef Py_ssize_t ix, iy, x0, y0, x1, y1, cx = 2 * l, cy = 2 * l + 1
+    cdef double fx, fy, gx, gy, top, bot, vx, vy
     if not bilinear:
         ix = <Py_ssize_t>fmin(fmax(floor(px + 0.5), 0.0), W - 1.0)
         iy = <Py_ssize_t>fmin(fmax(floor(py + 0.5), 0.0), H - 1.0)
-        return <double>pafs[ch, iy, ix]
+        return <double>pafs[cx, iy, ix] * ux + <double>pafs[cy, iy, ix] * uy
     px = fmin(fmax(px, 0.0), W - 1.0)
     py = fmin(fmax(py, 0.0), H - 1.0)
     fx = floor(px)
@@ -341,17 +343,24 @@ cdef inline double _sample(const float[:, :, ::1] pafs, Py_ssize_t ch, double px
     y0 = <Py_ssize_t>fy
     fx = px - fx
     fy = py - fy
+    gx = 1.0 - fx
+    gy = 1.0 - fy
     x1 = x0 + 1 if x0 + 1 < W else W - 1
     y1 = y0 + 1 if y0 + 1 < H else H - 1
-    top = (1.0 - fx) * <double>pafs[ch, y0, x0] + fx * <double>pafs[ch, y0, x1]
-    bot = (1.0 - fx) * <double>pafs[ch, y1, x0] + fx * <double>pafs[ch, y1, x1]
-    return (1.0 - fy) * top + fy * bot
+    top = gx * <double>pafs[cx, y0, x0] + fx * <double>pafs[cx, y0, x1]
+    bot = gx * <double>pafs[cx, y1, x0] + fx * <double>pafs[cx, y1, x1]
+    vx = gy * top + fy * bot
+    top = gx * <double>pafs[cy, y0, x0] + fx * <double>pafs[cy, y0, x1]
+    bot = gx * <double>pafs[cy, y1, x0] + fx * <double>pafs[cy, y1, x1]
+    vy = gy * top + fy * bot
+    return vx * ux + vy * uy
 
 
 def connect_limbs(const float[:, ::1] peaks, const int[::1] offsets,
                   const float[:, :, ::1] pafs, const int[:, ::1] limb_index,
                   const int[::1] order, int n_samples, double thre2, double min_frac,
-                  double image_h, double stride, int bilinear, double[:, ::1] out):
+                  double image_h, double stride, int bilinear, double[:, ::1] out,
+                  int match=1):
     """Score every (A, B) peak pair of each limb and match greedily (CMU's rule).
 
     For each pair: ``n_samples`` points evenly spaced from A to B (inclusive), PAF
@@ -359,6 +368,9 @@ def connect_limbs(const float[:, ::1] peaks, const int[::1] offsets,
     with the length in input pixels (cells * stride). A pair is a candidate when more
     than ``min_frac`` of the samples exceed ``thre2`` and the score is positive.
     Candidates are taken by descending score, each peak at most once per limb.
+
+    With ``match=0`` every candidate is written instead (no matching), by descending
+    score within each limb; ``out`` then needs sum over limbs of nA * nB rows.
 
     Writes rows [limb, global id of A, global id of B, score] into ``out`` (its rows
     must be >= sum over limbs of min(nA, nB)); returns the number of rows.
@@ -417,16 +429,21 @@ def connect_limbs(const float[:, ::1] peaks, const int[::1] offsets,
                         s = 0.0
                         cnt = 0
                         for t in range(n_samples):
+                            # Stop once the support test can no longer pass: a rejected
+                            # pair's score is never used (most pairs of a busy map fail).
+                            if cnt + (n_samples - t) <= min_frac * n_samples:
+                                break
                             f = t / denom
                             px = ax + dx * f
                             py = ay + dy * f
-                            v = (_sample(pafs, 2 * l, px, py, bilinear) * ux
-                                 + _sample(pafs, 2 * l + 1, px, py, bilinear) * uy)
+                            v = _project(pafs, l, px, py, ux, uy, bilinear)
                             s += v
                             if v > thre2:
                                 cnt += 1
+                        if not (cnt > min_frac * n_samples):
+                            continue
                         score = s / n_samples + fmin(0.5 * image_h / (norm * stride) - 1.0, 0.0)
-                        if cnt > min_frac * n_samples and score > 0:
+                        if score > 0:
                             cand[ncand].score = score
                             cand[ncand].i = <int>i
                             cand[ncand].j = <int>j
@@ -434,6 +451,14 @@ def connect_limbs(const float[:, ::1] peaks, const int[::1] offsets,
                 if ncand == 0:
                     continue
                 qsort(cand, ncand, sizeof(Cand), _cmp_cand)
+                if not match:
+                    for t in range(ncand):
+                        out[nout, 0] = l
+                        out[nout, 1] = oa + cand[t].i
+                        out[nout, 2] = ob + cand[t].j
+                        out[nout, 3] = cand[t].score
+                        nout += 1
+                    continue
                 for i in range(na):
                     used_a[i] = 0
                 for j in range(nb):
@@ -547,4 +572,380 @@ def assemble(const double[:, ::1] conns, const float[:, ::1] peaks, const int[:,
                 total[q] = total[p]
                 count[q] = count[p]
             q += 1
+    return q
+
+
+# ---------------------------------------------------------------------------------------
+# Crowd assembly: optimal matching per limb, then a best-first pass with shared peaks
+# ---------------------------------------------------------------------------------------
+cdef void _hungarian(const double* cost, Py_ssize_t n, Py_ssize_t m, double* u, double* v,
+                     Py_ssize_t* p, Py_ssize_t* way, double* minv, char* used) noexcept nogil:
+    # Minimum-cost assignment of every row of the n x m (n <= m) matrix ``cost`` (row
+    # major) to a distinct column, by shortest augmenting paths with potentials. Arrays
+    # are 1-based with m + 1 (u: n + 1) entries; on return p[j] is the row (1..n) given
+    # column j, 0 for none.
+    cdef Py_ssize_t i, j, i0, j0, j1
+    cdef double delta, cur, INF = 1e300
+    for j in range(m + 1):
+        p[j] = 0
+        v[j] = 0.0
+    for i in range(n + 1):
+        u[i] = 0.0
+    for i in range(1, n + 1):
+        p[0] = i
+        j0 = 0
+        for j in range(m + 1):
+            minv[j] = INF
+            used[j] = 0
+        while True:
+            used[j0] = 1
+            i0 = p[j0]
+            delta = INF
+            j1 = 0
+            for j in range(1, m + 1):
+                if not used[j]:
+                    cur = cost[(i0 - 1) * m + (j - 1)] - u[i0] - v[j]
+                    if cur < minv[j]:
+                        minv[j] = cur
+                        way[j] = j0
+                    if minv[j] < delta:
+                        delta = minv[j]
+                        j1 = j
+            for j in range(m + 1):
+                if used[j]:
+                    u[p[j]] += delta
+                    v[j] -= delta
+                else:
+                    minv[j] -= delta
+            j0 = j1
+            if p[j0] == 0:
+                break
+        while j0:
+            j1 = way[j0]
+            p[j0] = p[j1]
+            j0 = j1
+
+
+def match_limbs(const double[:, ::1] cands, Py_ssize_t npeaks, double[:, ::1] out):
+    """Per limb, the matching of its candidates with the largest total score.
+
+    ``cands`` are rows [limb, a, b, score] (peak ids < ``npeaks``) with each limb's rows
+    contiguous, as :func:`connect_limbs` writes them with ``match=0``. For each limb
+    block, the peaks that appear in it are matched one-to-one maximising the sum of
+    scores (a pair that is no candidate is worth 0 and never output). Matched rows are
+    written to ``out`` block by block, by descending score (ties: a, then b); returns
+    their number.
+    """
+    cdef Py_ssize_t C = cands.shape[0], start = 0, end, r, i, j, n, m, nout = 0, t, x
+    cdef Py_ssize_t na, nb
+    cdef int flip
+    cdef int* slot = <int*>malloc((npeaks + 1) * sizeof(int))
+    cdef int* ia = <int*>malloc((C + 1) * sizeof(int))
+    cdef int* ib = <int*>malloc((C + 1) * sizeof(int))
+    cdef Cand* sel = <Cand*>malloc((C + 1) * sizeof(Cand))
+    cdef double* cost = NULL
+    cdef int* rowof = NULL
+    cdef double* u = NULL
+    cdef double* v = NULL
+    cdef double* minv = NULL
+    cdef Py_ssize_t* p = NULL
+    cdef Py_ssize_t* way = NULL
+    cdef char* used = NULL
+    try:
+        if slot == NULL or ia == NULL or ib == NULL or sel == NULL:
+            raise MemoryError("match_limbs: cannot allocate work space")
+        for x in range(npeaks):
+            slot[x] = -1
+        while start < C:
+            end = start
+            while end < C and cands[end, 0] == cands[start, 0]:
+                end += 1
+            # Distinct peaks of the block on each side, numbered in order of appearance.
+            na = 0
+            for r in range(start, end):
+                x = <Py_ssize_t>cands[r, 1]
+                if slot[x] == -1:
+                    slot[x] = <int>na
+                    na += 1
+                ia[r] = slot[x]
+            for r in range(start, end):
+                slot[<Py_ssize_t>cands[r, 1]] = -1
+            nb = 0
+            for r in range(start, end):
+                x = <Py_ssize_t>cands[r, 2]
+                if slot[x] == -1:
+                    slot[x] = <int>nb
+                    nb += 1
+                ib[r] = slot[x]
+            for r in range(start, end):
+                slot[<Py_ssize_t>cands[r, 2]] = -1
+            flip = nb < na            # rows = the smaller side
+            n = nb if flip else na
+            m = na if flip else nb
+            cost = <double*>malloc(n * m * sizeof(double))
+            rowof = <int*>malloc(n * m * sizeof(int))
+            u = <double*>malloc((n + 1) * sizeof(double))
+            v = <double*>malloc((m + 1) * sizeof(double))
+            minv = <double*>malloc((m + 1) * sizeof(double))
+            p = <Py_ssize_t*>malloc((m + 1) * sizeof(Py_ssize_t))
+            way = <Py_ssize_t*>malloc((m + 1) * sizeof(Py_ssize_t))
+            used = <char*>malloc(m + 1)
+            if (cost == NULL or rowof == NULL or u == NULL or v == NULL or minv == NULL
+                    or p == NULL or way == NULL or used == NULL):
+                raise MemoryError("match_limbs: cannot allocate the cost matrix")
+            with nogil:
+                for i in range(n * m):
+                    cost[i] = 0.0
+                    rowof[i] = -1
+                for r in range(start, end):
+                    i = ib[r] if flip else ia[r]
+                    j = ia[r] if flip else ib[r]
+                    cost[i * m + j] = -cands[r, 3]
+                    rowof[i * m + j] = <int>r
+                _hungarian(cost, n, m, u, v, p, way, minv, used)
+                t = 0
+                for j in range(1, m + 1):
+                    if p[j] == 0:
+                        continue
+                    r = rowof[(p[j] - 1) * m + (j - 1)]
+                    if r < 0:
+                        continue
+                    sel[t].score = cands[r, 3]
+                    sel[t].i = <int>cands[r, 1]
+                    sel[t].j = <int>cands[r, 2]
+                    t += 1
+                qsort(sel, t, sizeof(Cand), _cmp_cand)
+                for i in range(t):
+                    out[nout, 0] = cands[start, 0]
+                    out[nout, 1] = sel[i].i
+                    out[nout, 2] = sel[i].j
+                    out[nout, 3] = sel[i].score
+                    nout += 1
+            free(cost)
+            free(rowof)
+            free(u)
+            free(v)
+            free(minv)
+            free(p)
+            free(way)
+            free(used)
+            cost = NULL
+            rowof = NULL
+            u = NULL
+            v = NULL
+            minv = NULL
+            p = NULL
+            way = NULL
+            used = NULL
+            start = end
+    finally:
+        free(slot)
+        free(ia)
+        free(ib)
+        free(sel)
+        free(cost)
+        free(rowof)
+        free(u)
+        free(v)
+        free(minv)
+        free(p)
+        free(way)
+        free(used)
+    return nout
+
+
+cdef struct Ranked:
+    double score
+    Py_ssize_t row
+
+
+cdef int _cmp_ranked(const void* pa, const void* pb) noexcept nogil:
+    # Score descending, then row ascending: the reference's stable argsort of -score.
+    cdef const Ranked* a = <const Ranked*>pa
+    cdef const Ranked* b = <const Ranked*>pb
+    if a.score > b.score:
+        return -1
+    if a.score < b.score:
+        return 1
+    return -1 if a.row < b.row else (1 if a.row > b.row else 0)
+
+
+cdef inline void _own_add(int[:, ::1] own, Py_ssize_t pk, int g) noexcept nogil:
+    if own[pk, 0] == -1:
+        own[pk, 0] = g
+    else:
+        own[pk, 1] = g
+
+
+cdef inline void _own_replace(int[:, ::1] own, Py_ssize_t pk, int old, int new) noexcept nogil:
+    # ``old`` hands peak pk to ``new``; if new already owns it, old just leaves.
+    if own[pk, 0] == new or own[pk, 1] == new:
+        if own[pk, 0] == old:
+            own[pk, 0] = own[pk, 1]
+        own[pk, 1] = -1
+    elif own[pk, 0] == old:
+        own[pk, 0] = new
+    else:
+        own[pk, 1] = new
+
+
+def assemble_crowd(const double[:, ::1] conns, const float[:, ::1] peaks,
+                   const int[:, ::1] limb_index, const unsigned char[::1] no_start,
+                   int n_init, int share, int min_parts, double min_score, int[:, ::1] parts,
+                   double[::1] total, int[::1] count, unsigned char[::1] alive,
+                   int[:, ::1] own):
+    """Best-first pass over all limb candidates, growing and joining people.
+
+    ``parts[:n_init]`` / ``total[:n_init]`` hold the starting people (peak ids, -1 for
+    none; each peak in at most one). Candidates are taken by descending score (ties in
+    row order). A candidate (a, b) of limb (ka, kb) joins an owner of a (or a alone)
+    with an owner of b (or b alone), owners tried in the order they took the peak, when
+    the union holds at most one peak per keypoint (the same peak in a slot of both is
+    fine); two lone peaks joined by a no-start limb stay apart. Failing that, with
+    ``share``, the first owner of a, then of b, that lacks the other endpoint's keypoint
+    takes that peak too, provided it has exactly one owner: two people's keypoints that
+    fell on one peak then both get it, instead of one losing the keypoint and the chain
+    behind it.
+
+    Scores: a join adds a's side + b's side + the limb score (a lone peak counts its
+    value); a shared peak adds its value + the limb score. A union keeps the older
+    person. ``parts`` (rows >= n_init + candidates, K), ``total``, ``count`` and
+    ``alive`` are output and work space; ``own`` (P, 2) is work space. People are
+    filtered as in :func:`assemble` and compacted in creation order; returns their
+    number.
+    """
+    cdef Py_ssize_t C = conns.shape[0], K = parts.shape[1], P = own.shape[0]
+    cdef Py_ssize_t np_ = n_init, r, c, l, ka, kb, p, q, kk, keep, drop, x, kx, s_
+    cdef int a, b, ga, gb, clash, joined, ia_, ib_, na, nb
+    cdef int oa[2]
+    cdef int ob[2]
+    cdef double sc, t
+    cdef Ranked* rank = <Ranked*>malloc((C + 1) * sizeof(Ranked))
+    if rank == NULL:
+        raise MemoryError("assemble_crowd: cannot allocate the ranking")
+    try:
+        with nogil:
+            for r in range(C):
+                rank[r].score = conns[r, 3]
+                rank[r].row = r
+            qsort(rank, C, sizeof(Ranked), _cmp_ranked)
+            for p in range(P):
+                own[p, 0] = -1
+                own[p, 1] = -1
+            for p in range(n_init):
+                alive[p] = 1
+                count[p] = 0
+                for kk in range(K):
+                    if parts[p, kk] != -1:
+                        count[p] += 1
+                        _own_add(own, parts[p, kk], <int>p)
+            for r in range(C):
+                c = rank[r].row
+                l = <Py_ssize_t>conns[c, 0]
+                a = <int>conns[c, 1]
+                b = <int>conns[c, 2]
+                sc = conns[c, 3]
+                ka = limb_index[l, 0]
+                kb = limb_index[l, 1]
+                oa[0] = own[a, 0]
+                oa[1] = own[a, 1]
+                ob[0] = own[b, 0]
+                ob[1] = own[b, 1]
+                na = (oa[0] != -1) + (oa[1] != -1)
+                nb = (ob[0] != -1) + (ob[1] != -1)
+                clash = 0
+                for ia_ in range(na):
+                    for ib_ in range(nb):
+                        if oa[ia_] == ob[ib_]:
+                            clash = 1
+                if clash:
+                    continue
+                joined = 0
+                for ia_ in range(na if na else 1):
+                    ga = oa[ia_] if na else -1
+                    for ib_ in range(nb if nb else 1):
+                        gb = ob[ib_] if nb else -1
+                        if ga == -1 and gb == -1:
+                            if no_start[l]:
+                                continue
+                            for kk in range(K):
+                                parts[np_, kk] = -1
+                            parts[np_, ka] = a
+                            parts[np_, kb] = b
+                            total[np_] = <double>peaks[a, 2] + <double>peaks[b, 2] + sc
+                            count[np_] = 2
+                            alive[np_] = 1
+                            own[a, 0] = <int>np_
+                            own[b, 0] = <int>np_
+                            np_ += 1
+                        elif gb == -1:
+                            if parts[ga, kb] != -1:
+                                continue
+                            parts[ga, kb] = b
+                            total[ga] = total[ga] + <double>peaks[b, 2] + sc
+                            count[ga] += 1
+                            own[b, 0] = ga
+                        elif ga == -1:
+                            if parts[gb, ka] != -1:
+                                continue
+                            parts[gb, ka] = a
+                            total[gb] = <double>peaks[a, 2] + total[gb] + sc
+                            count[gb] += 1
+                            own[a, 0] = gb
+                        else:
+                            clash = 0
+                            for kk in range(K):
+                                if (parts[ga, kk] != -1 and parts[gb, kk] != -1
+                                        and parts[ga, kk] != parts[gb, kk]):
+                                    clash = 1
+                                    break
+                            if clash:
+                                continue
+                            keep = ga if ga < gb else gb
+                            drop = gb if ga < gb else ga
+                            t = total[ga] + total[gb] + sc
+                            for kk in range(K):
+                                x = parts[drop, kk]
+                                if x != -1:
+                                    _own_replace(own, x, <int>drop, <int>keep)
+                                    parts[keep, kk] = <int>x
+                            count[keep] = 0
+                            for kk in range(K):
+                                if parts[keep, kk] != -1:
+                                    count[keep] += 1
+                            total[keep] = t
+                            alive[drop] = 0
+                        joined = 1
+                        break
+                    if joined:
+                        break
+                if joined or not share:
+                    continue
+                for s_ in range(na + nb):
+                    if s_ < na:
+                        p = oa[s_]
+                        x = b
+                        kx = kb
+                    else:
+                        p = ob[s_ - na]
+                        x = a
+                        kx = ka
+                    if parts[p, kx] == -1 and own[x, 0] != -1 and own[x, 1] == -1:
+                        parts[p, kx] = <int>x
+                        total[p] = total[p] + <double>peaks[x, 2] + sc
+                        count[p] += 1
+                        own[x, 1] = <int>p
+                        break
+            q = 0
+            for p in range(np_):
+                if not alive[p] or count[p] < min_parts or total[p] / count[p] < min_score:
+                    continue
+                if q != p:
+                    for kk in range(K):
+                        parts[q, kk] = parts[p, kk]
+                    total[q] = total[p]
+                    count[q] = count[p]
+                q += 1
+    finally:
+        free(rank)
     return q

@@ -65,7 +65,8 @@ GENERATOR_VERSION = 1
 
 #: Generation parameters and their defaults (recorded in the DB meta under ``synthetic``).
 DEFAULTS = {"min_size": 192, "max_size": 320, "max_people": 4, "min_height": 0.3,
-            "max_height": 0.9, "p_unlabelled": 0.1, "p_crowd": 0.08, "quality": 90}
+            "max_height": 0.9, "p_unlabelled": 0.1, "p_crowd": 0.08, "quality": 90,
+            "crowd": False}
 
 _COCO = get_skeleton("coco")
 _K = _COCO.num_keypoints
@@ -100,6 +101,7 @@ for _n in ("hair", "l_eye", "r_eye", "nose"):
     _OUTLINE_LUT[_P[_n]] = _P["head"]
 
 _CROWD_BASE = 100          # owner ids of crowd figures (main people are 0..n-1)
+_OCCLUDER = -2             # owner id of occluders drawn over a crowd setting's people
 _SHIFT = 4                 # cv2 fixed-point bits: sub-pixel accurate drawing
 _ONE = 1 << _SHIFT
 _K3 = np.ones((3, 3), np.uint8)
@@ -490,7 +492,7 @@ def _mask_bbox(mask: np.ndarray):
 def generate_image(seed, min_size: int = 192, max_size: int = 320, max_people: int = 4,
                    min_height: float = 0.3, max_height: float = 0.9,
                    p_unlabelled: float = 0.1, p_crowd: float = 0.08,
-                   return_maps: bool = False):
+                   crowd: bool = False, return_maps: bool = False):
     """Draw one synthetic image with its labels.
 
     Parameters
@@ -508,6 +510,15 @@ def generate_image(seed, min_size: int = 192, max_size: int = 320, max_people: i
         Probability that one figure of the image is stored unlabelled (ignore region).
     p_crowd : float
         Probability of a crowd of small figures (an ``is_crowd`` person + ignore region).
+    crowd : bool
+        Crowd setting (labelled crowds, for training and benchmarking crowd decoding):
+        5-15 figures in 1-3 rows (back rows smaller and higher; a row fits the image
+        width, the front row's feet may leave the image at the bottom), each
+        overlapping its row neighbour by 30-70 % of the narrower box width, then 1-3
+        occluders (poles, signs,
+        a railing) drawn over them; ``max_people`` is ignored, ``min_height`` /
+        ``max_height`` give the front row's figure height (rows shrink to fit the
+        image width, so figures can be smaller). Keypoints under an occluder get v = 1.
     return_maps : bool
         Also return a dict of debugging maps (see below).
 
@@ -557,8 +568,8 @@ def generate_image(seed, min_size: int = 192, max_size: int = 320, max_people: i
                          ang, _style(rng), rng)
 
     # Main figures, placed so that no two boxes overlap by more than about half.
-    n = int(rng.integers(1, max_people + 1))
-    placed = []     # (fig, P, H, angle, box)
+    n = 0 if crowd else int(rng.integers(1, max_people + 1))
+    placed = _place_crowd(rng, w, h, min_height, max_height) if crowd else []
     for _ in range(n):
         fig = _sample_figure(rng)
         ang = float(np.clip(rng.normal(0, 0.2), -0.6, 0.6))
@@ -578,6 +589,8 @@ def generate_image(seed, min_size: int = 192, max_size: int = 320, max_people: i
                 H *= 0.85                        # crowded: try a smaller figure
     for i, (fig, P, H, ang, _) in enumerate(placed):
         _draw_figure(img, owner, part, i, fig, P, H, ang, _style(rng), rng)
+    if crowd:
+        _draw_occluders(img, owner, part, rng)
     unlabelled = (int(rng.integers(len(placed)))
                   if placed and rng.random() < p_unlabelled else -1)
 
@@ -625,6 +638,61 @@ def generate_image(seed, min_size: int = 192, max_size: int = 320, max_people: i
     if return_maps:
         return img, people, regions, {"owner": owner, "part": part, "background": background}
     return img, people, regions
+
+
+def _place_crowd(rng, w: int, h: int, min_height: float, max_height: float) -> list:
+    """The crowd setting's figures as ``(fig, P, H, angle, box)``, back row first."""
+    n = int(rng.integers(5, 16))
+    rows = 1 if n <= 6 else 2 if n <= 11 else 3
+    sizes = [n // rows + (1 if r < n % rows else 0) for r in range(rows)]
+    front_h = rng.uniform(min_height, max_height) * h
+    bottom = rng.uniform(0.95, 1.1) * h                  # soles of the front row
+    placed = []
+    for r, m in enumerate(sizes):                        # r = 0 is the back row
+        depth = rows - 1 - r
+        figs = [_sample_figure(rng) for _ in range(m)]
+        angs = [float(np.clip(rng.normal(0, 0.12), -0.4, 0.4)) for _ in range(m)]
+        size = rng.uniform(0.9, 1.1, m)
+        overlap = rng.uniform(0.3, 0.7, max(m - 1, 0))
+        # Lay the row out at unit height, then scale it to fit the image width.
+        ext = [_extent(f, s, a) for f, s, a in zip(figs, size, angs)]
+        x = [0.0]
+        for i in range(1, m):
+            prev, cur = ext[i - 1], ext[i]
+            o = overlap[i - 1] * min(prev[2] - prev[0], cur[2] - cur[0])
+            x.append(x[-1] + prev[2] - o - cur[0])
+        span = x[-1] + ext[-1][2] - ext[0][0]
+        # Rows stay inside the image width: a person cut at the side loses a shoulder
+        # and with it the neck, which disconnects the whole COCO-18 tree.
+        H = min(front_h * 0.8 ** depth, 0.98 * w / max(span, 1e-6))
+        left = rng.uniform(0.0, max(w - H * span, 0.0)) - H * ext[0][0]
+        base = bottom - depth * 0.22 * front_h
+        for f, s, a, e, xi in zip(figs, size, angs, ext, x):
+            Hi = H * s
+            org = (left + H * xi, base - H * e[3] + rng.normal(0, 0.02) * Hi)
+            placed.append((f, _place(f, Hi, a, org), Hi, a, e * H + np.r_[org, org]))
+    return placed
+
+
+def _draw_occluders(img, owner, part, rng):
+    """1-3 opaque occluders (a pole, a sign, a railing) over the crowd setting's people."""
+    h, w = owner.shape
+    for _ in range(int(rng.integers(1, 4))):
+        kind = int(rng.integers(3))
+        if kind == 0:        # vertical pole
+            bw, bh = rng.uniform(0.02, 0.06) * w, rng.uniform(0.5, 1.0) * h
+        elif kind == 1:      # sign
+            bw, bh = rng.uniform(0.1, 0.25) * w, rng.uniform(0.08, 0.2) * h
+        else:                # railing
+            bw, bh = rng.uniform(0.3, 0.8) * w, rng.uniform(0.02, 0.05) * h
+        x0, y0 = rng.uniform(-0.1 * bw, w - 0.9 * bw), rng.uniform(0.2 * h, h - 0.5 * bh)
+        x1, y1 = int(min(w, x0 + bw)), int(min(h, y0 + bh))
+        x0, y0 = int(max(0, x0)), int(max(0, y0))
+        if x1 <= x0 or y1 <= y0:
+            continue
+        img[y0:y1, x0:x1] = np.clip(_muted(rng, 0.2, 0.8, 0.6), 0, 255).astype(np.uint8)
+        owner[y0:y1, x0:x1] = _OCCLUDER
+        part[y0:y1, x0:x1] = 0
 
 
 def draw_keypoints(img: np.ndarray, people: Sequence[dict]) -> np.ndarray:
@@ -716,6 +784,8 @@ def make_synthetic_db(out: str, num_images: int, num_val: int = 0, seed: int = 0
     # Fail early on bad parameters rather than in a worker.
     generate_image(0, **{k: v for k, v in p.items() if k != "quality"})
     recipe = {"generator_version": GENERATOR_VERSION, "seed": int(seed), **p}
+    if not recipe["crowd"]:
+        del recipe["crowd"]      # DBs made before the crowd option have no such key
     if os.path.exists(out):
         db = PoseDB(out)
         try:

@@ -148,9 +148,11 @@ class OracleMaps:
     :class:`Predictor` with ``boxsize``/``stride`` would produce at scale 1, so decoding
     them measures the decoder (and grid) ceiling."""
 
-    def __init__(self, net_skeleton, boxsize: int = 368, stride: int = 8, sigma: float = 7.0):
+    def __init__(self, net_skeleton, boxsize: int = 368, stride: int = 8, sigma: float = 7.0,
+                 decode_params: Optional[dict] = None):
         self.skeleton = get_skeleton(net_skeleton)
         self.boxsize, self.stride, self.sigma = int(boxsize), int(stride), float(sigma)
+        self.decode_params = dict(decode_params or {})   # Decoder keywords (config test.*)
 
     def maps(self, img_hw, people_net: np.ndarray):
         from ..targets import render_heatmaps, render_pafs
@@ -209,7 +211,8 @@ def run_evaluation(samples: Sequence[EvalSample], gt: dict, gt_skeleton, predict
             else:
                 net_people = convert(s.people, gt_skel, net_skel)
                 heat, paf, base = oracle.maps(img.shape[:2], net_people)
-                people, scores = decode(heat, paf, net_skel, stride=oracle.stride)
+                people, scores = decode(heat, paf, net_skel, stride=oracle.stride,
+                                        **oracle.decode_params)
                 people = grid_to_image(people, base)
         except Exception as e:  # one bad image must not end an evaluation of thousands
             failures.append(f"{s.file_name}: {type(e).__name__}: {e}")
