@@ -1,9 +1,10 @@
 #!/usr/bin/env python
 """Evaluate pose checkpoints (or the decoder's ceiling) with COCO keypoint AP.
 
-Ground truth: a pose DB split (--db, --split) or a COCO keypoints file (--annotations,
---images). Prints pycocotools' 10-line table per checkpoint; for MPII DBs also PCKh@0.5
-(head-box normalised) and OKS AP with the MPII sigmas of mxpose.skeleton.
+Ground truth: a pose DB split (--db, --split) or a COCO-format keypoints file
+(--annotations, --images; any layout coco_parse reads). OKS uses the layout's own sigmas
+(pycocotools' kpt_oks_sigmas). Prints pycocotools' 10-line table per checkpoint; for MPII
+DBs also PCKh@0.5 (head-box normalised) and OKS AP with the MPII sigmas of mxpose.skeleton.
 
 Examples:
   python tools/evaluate.py --db data/mpii.db --split val --epoch 8600
@@ -72,9 +73,11 @@ def _samples(args):
             raise CLIError(f"annotation file {args.annotations} does not exist")
         if not args.images or not os.path.isdir(args.images):
             raise CLIError(f"--images must name the image folder of {args.annotations}")
-        samples, gt = samples_from_coco(args.annotations, args.images)
-        from mxpose.skeleton import get_skeleton
-        return samples, gt, get_skeleton("coco")
+        from mxpose.data.coco import CocoFormatError
+        try:
+            return samples_from_coco(args.annotations, args.images)
+        except CocoFormatError as e:
+            raise CLIError(str(e)) from None
     raise CLIError("give the ground truth: --db DB [--split val] or --annotations JSON --images DIR")
 
 
@@ -132,10 +135,13 @@ def main(argv=None):
     if args.oracle:
         from mxpose.config import load_config
         from mxpose.skeleton import get_skeleton
+        from mxpose.data.dataset import is_auto
         cfg = load_config(args.config) if args.config else None
-        net_skel = get_skeleton(cfg.data.skeleton if cfg else
-                                {"coco": "openpose_coco18", "mpii": "openpose_mpi15"}.get(
-                                    gt_skel.name, gt_skel.name))
+        if cfg is not None and not is_auto(cfg.data.skeleton):
+            net_skel = get_skeleton(cfg.data.skeleton)
+        else:   # the usual network layout of the ground truth's, else that layout itself
+            net_skel = get_skeleton({"coco": "openpose_coco18", "mpii": "openpose_mpi15"}.get(
+                gt_skel.name, gt_skel))
         boxsize = args.boxsize or (cfg.test.boxsize if cfg else 368)
         figures = {"oracle": evaluate("oracle (ground-truth maps)",
                                       oracle=OracleMaps(net_skel, boxsize=boxsize),

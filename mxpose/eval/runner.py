@@ -55,19 +55,46 @@ def samples_from_db(db, split: str, image_ids: Optional[Sequence[int]] = None
     return out
 
 
-def samples_from_coco(ann_file: str, images: str) -> (List[EvalSample], dict):
-    """Samples of every image of a COCO keypoints file that has person annotations."""
-    with open(ann_file) as f:
-        gt = json.load(f)
+def samples_from_coco(ann_file: str, images: str):
+    """Samples of every image of a COCO-format keypoint file that has annotations.
+
+    The file is read as ``coco_parse`` reads it (:class:`~mxpose.data.coco.CocoKeypoints`),
+    so its layout is the one a DB made from it stores (COCO, CrowdPose, a custom layout,
+    COCO + feet for WholeBody files) and the returned ground truth holds every person's
+    keypoints in that layout.
+
+    Returns
+    -------
+    samples : list of EvalSample
+    gt : dict
+        COCO-format ground truth in the layout.
+    layout : Skeleton
+    """
+    from ..data.coco import load_coco_keypoints
+    coco = load_coco_keypoints(ann_file)
+    sk = coco.layout
+    anns = []
+    for a in (a for v in coco.anns_by_image.values() for a in v):
+        kp = coco.person_keypoints(a)
+        anns.append({"id": a["id"], "image_id": a["image_id"], "category_id": 1,
+                     "keypoints": [float(v) for v in kp.reshape(-1)],
+                     "num_keypoints": int((kp[:, 2] > 0).sum()),
+                     "area": float(a.get("area") or a["bbox"][2] * a["bbox"][3]),
+                     "bbox": [float(v) for v in a["bbox"]],
+                     "iscrowd": int(bool(a.get("iscrowd", 0)))})
+    gt = {"images": [dict(im) for im in coco.images], "annotations": anns,
+          "categories": [{"id": 1, "name": "person", "keypoints": list(sk.keypoints),
+                          "skeleton": [[int(a) + 1, int(b) + 1] for a, b in sk.limb_index]}]}
     by_img: Dict[int, list] = {}
-    for a in gt.get("annotations", []):
+    for a in anns:
         by_img.setdefault(a["image_id"], []).append(a)
     out = []
-    for im in gt["images"]:
+    for im in coco.images:
         anns = by_img.get(im["id"], [])
         if not anns:
             continue
-        kp = np.array([a["keypoints"] for a in anns], np.float32).reshape(-1, 17, 3)
+        kp = np.array([a["keypoints"] for a in anns], np.float32).reshape(
+            -1, sk.num_keypoints, 3)
         path = os.path.join(images, im["file_name"])
 
         def load(path=path):
@@ -77,7 +104,7 @@ def samples_from_coco(ann_file: str, images: str) -> (List[EvalSample], dict):
             return img
         out.append(EvalSample(int(im["id"]), im["file_name"], load, kp, int(im["width"]),
                               int(im["height"])))
-    return out, gt
+    return out, gt, sk
 
 
 # -- rotation robustness -------------------------------------------------------------------
@@ -196,6 +223,7 @@ def run_evaluation(samples: Sequence[EvalSample], gt: dict, gt_skeleton, predict
     gt_skel = get_skeleton(gt_skeleton)
     net_skel = get_skeleton(net_skeleton if net_skeleton is not None else
                             (predictor.skeleton if predictor is not None else oracle.skeleton))
+    # Each layout's own OKS sigmas (pycocotools' kpt_oks_sigmas); COCO's are the default.
     sigmas = None if gt_skel.name == "coco" else gt_skel.sigma_array
     results, failures = [], []
     gts, heads, preds = [], [], []
