@@ -189,3 +189,44 @@ def test_crowdpose_names_are_the_known_layout(coco_sample, tmp_path):
     p.write_text(json.dumps(d))
     c = load_coco_keypoints(str(p))
     assert c.layout is get_skeleton("crowdpose") and not c.warnings
+
+
+def test_foot_ap_beside_coco17_ap(coco_sample, tmp_path):
+    """Perfect detections score 1 on both; moving only the feet lowers only the foot AP."""
+    from mxpose.eval.coco import evaluate_keypoints, gt_from_db
+    from mxpose.eval.runner import keypoint_subset
+    out = str(tmp_path / "wb.db")
+    ingest_coco(os.path.join(coco_sample, "test_coco_wholebody.json"), coco_sample, out,
+                split="val", progress=False)
+    db = PoseDB(out)
+    sk = db.skeleton
+    gt = gt_from_db(db, "val")
+    res = [{"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"],
+            "score": 1.0} for a in gt["annotations"]]
+    body = list(range(17))
+    feet = list(range(17, 23))
+    assert evaluate_keypoints(*keypoint_subset(gt, res, body))["AP"] == pytest.approx(1.0)
+    assert evaluate_keypoints(*keypoint_subset(gt, res, feet),
+                              sigmas=sk.sigma_array[feet])["AP"] == pytest.approx(1.0)
+    moved = []
+    for r in res:
+        kp = np.array(r["keypoints"]).reshape(23, 3)
+        kp[17:, :2] += 15.0
+        moved.append(dict(r, keypoints=[float(v) for v in kp.reshape(-1)]))
+    assert evaluate_keypoints(*keypoint_subset(gt, moved, body))["AP"] == pytest.approx(1.0)
+    assert evaluate_keypoints(*keypoint_subset(gt, moved, feet),
+                              sigmas=sk.sigma_array[feet])["AP"] < 0.9
+
+
+def test_evaluate_oracle_on_wholebody_reports_foot_ap(coco_sample, tmp_path):
+    out = str(tmp_path / "wb.db")
+    ingest_coco(os.path.join(coco_sample, "test_coco_wholebody.json"), coco_sample, out,
+                split="val", progress=False)
+    js = str(tmp_path / "o.json")
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "evaluate.py"), "--db",
+                        out, "--oracle", "--json", js, "--no-progress"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "the 6 foot points" in r.stdout
+    fig = json.load(open(js))["oracle"]["0"]
+    assert fig["coco"]["AP"] >= 0.95 and fig["foot"]["AP"] >= 0.5    # body25 oracle

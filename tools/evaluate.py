@@ -4,7 +4,9 @@
 Ground truth: a pose DB split (--db, --split) or a COCO-format keypoints file
 (--annotations, --images; any layout coco_parse reads). OKS uses the layout's own sigmas
 (pycocotools' kpt_oks_sigmas). Prints pycocotools' 10-line table per checkpoint; for MPII
-DBs also PCKh@0.5 (head-box normalised) and OKS AP with the MPII sigmas of mxpose.skeleton.
+DBs also PCKh@0.5 (head-box normalised) and OKS AP with the MPII sigmas of mxpose.skeleton;
+for ground truth with feet (COCO-WholeBody / foot files, layout coco_foot) the COCO-17 AP
+and a second table, the foot AP over the 6 foot points (COCO-WholeBody's foot sigmas).
 
 Examples:
   python tools/evaluate.py --db data/mpii.db --split val --epoch 8600
@@ -96,7 +98,12 @@ def _subset(samples, gt, n, seed):
 def _print_result(title, res, with_pckh):
     from mxpose.eval import STAT_NAMES, format_pckh, format_table
     print(f"\n== {title}: {res.images} images, {res.images_per_second:.1f} img/s")
+    if res.foot is not None:
+        print("COCO-17 keypoints (COCO sigmas):")
     print(format_table([res.stats[k] for k in STAT_NAMES]))
+    if res.foot is not None:
+        print("the 6 foot points (COCO-WholeBody foot sigmas):")
+        print(format_table([res.foot[k] for k in STAT_NAMES]))
     if with_pckh and res.pckh:
         print(format_pckh(res.pckh))
     if res.failures:
@@ -124,7 +131,8 @@ def main(argv=None):
                                  progress=not args.no_progress)
             name = title if not deg else f"{title}, rotated {deg:g} deg"
             _print_result(name, res, with_pckh)
-            out[f"{deg:g}"] = {"coco": res.stats, "pckh": res.pckh, "images": res.images,
+            out[f"{deg:g}"] = {"coco": res.stats, "pckh": res.pckh, "foot": res.foot,
+                               "images": res.images,
                                "failures": res.failures,
                                "images_per_second": res.images_per_second}
             if args.results:
@@ -140,8 +148,8 @@ def main(argv=None):
         if cfg is not None and not is_auto(cfg.data.skeleton):
             net_skel = get_skeleton(cfg.data.skeleton)
         else:   # the usual network layout of the ground truth's, else that layout itself
-            net_skel = get_skeleton({"coco": "openpose_coco18", "mpii": "openpose_mpi15"}.get(
-                gt_skel.name, gt_skel))
+            net_skel = get_skeleton({"coco": "openpose_coco18", "mpii": "openpose_mpi15",
+                                     "coco_foot": "body25"}.get(gt_skel.name, gt_skel))
         boxsize = args.boxsize or (cfg.test.boxsize if cfg else 368)
         figures = {"oracle": evaluate("oracle (ground-truth maps)",
                                       oracle=OracleMaps(net_skel, boxsize=boxsize),

@@ -204,6 +204,7 @@ class EvalResult:
     failures: List[str] = field(default_factory=list)
     seconds: float = 0.0
     results: List[dict] = field(default_factory=list)
+    foot: Optional[Dict[str, float]] = None     # foot AP (layouts with the 6 foot points)
 
     @property
     def images_per_second(self) -> float:
@@ -252,8 +253,46 @@ def run_evaluation(samples: Sequence[EvalSample], gt: dict, gt_skeleton, predict
     seconds = time.perf_counter() - t0
     failed = {f.split(": ", 1)[0] for f in failures}
     ok_ids = [s.image_id for s in samples if s.file_name not in failed]
-    stats = evaluate_keypoints(gt, results, sigmas=sigmas, image_ids=ok_ids)
+    foot = None
+    feet = [n for n in _FOOT_NAMES if n in gt_skel.keypoints]
+    coco = get_skeleton("coco")
+    if len(feet) == len(_FOOT_NAMES) and set(coco.keypoints) <= set(gt_skel.keypoints):
+        # Body + feet (COCO-WholeBody, BODY_25): COCO-17 AP with COCO's sigmas, comparable
+        # to COCO's figures, and a foot AP over the 6 foot points with their sigmas.
+        body = [gt_skel.index(n) for n in coco.keypoints]
+        stats = evaluate_keypoints(*keypoint_subset(gt, results, body), image_ids=ok_ids)
+        fidx = [gt_skel.index(n) for n in feet]
+        foot = evaluate_keypoints(*keypoint_subset(gt, results, fidx),
+                                  sigmas=gt_skel.sigma_array[fidx], image_ids=ok_ids)
+    else:
+        stats = evaluate_keypoints(gt, results, sigmas=sigmas, image_ids=ok_ids)
     pk = pckh(gts, heads, preds, gt_skel.keypoints) if with_pckh and gts else None
-    return EvalResult(stats, pk, done, failures, seconds, results)
+    return EvalResult(stats, pk, done, failures, seconds, results, foot)
+
+
+_FOOT_NAMES = ("l_big_toe", "l_small_toe", "l_heel", "r_big_toe", "r_small_toe", "r_heel")
+
+
+def keypoint_subset(gt: dict, results: List[dict], index: Sequence[int]):
+    """``(gt, results)`` restricted to the keypoints ``index`` (what COCOeval then scores);
+    ``num_keypoints`` is recounted, so people without any of them are ignored, and a
+    detection without any of them found is no detection of these points (dropped)."""
+    idx = np.asarray(index, dtype=np.int64)
+
+    def cut(kp):
+        return np.asarray(kp, np.float64).reshape(-1, 3)[idx]
+    anns = []
+    for a in gt["annotations"]:
+        k = cut(a["keypoints"])
+        anns.append(dict(a, keypoints=[float(v) for v in k.reshape(-1)],
+                         num_keypoints=int((k[:, 2] > 0).sum())))
+    cats = [dict(c, keypoints=[c["keypoints"][i] for i in idx], skeleton=[])
+            for c in gt["categories"]]
+    res = []
+    for r in results:
+        k = cut(r["keypoints"])
+        if (k[:, 2] > 0).any():
+            res.append(dict(r, keypoints=[float(v) for v in k.reshape(-1)]))
+    return dict(gt, annotations=anns, categories=cats), res
 
 
