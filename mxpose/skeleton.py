@@ -12,10 +12,20 @@ Shipped layouts
 ``openpose_coco18``  OpenPose's 18-point body (COCO + neck), 19 CMU limbs.
 ``mpii``             the 16 MPII joints in MPII id order, 15 limbs.
 ``openpose_mpi15``   OpenPose's 15-part MPI body (MPII + chest), 14 limbs.
+``coco_foot``        COCO-17 then COCO-WholeBody's 6 foot points (WholeBody / CMU foot files).
+``body25``           OpenPose's BODY_25 in CMU's part order; limbs in PAF channel order
+                     (CMU's ``map_index``), both redundant shoulder-ear limbs kept.
+``body25b``          OpenPose's BODY_25B (COCO order + neck, head top, feet), 36 limbs.
+``crowdpose``        CrowdPose's 14 points (head = head top), its evaluation sigmas.
+
+OKS sigmas: COCO's for COCO points; a neck borrows the shoulders', a mid-hip or pelvis the
+hips', a head top MPII's (.079); the foot points take COCO-WholeBody's foot sigmas
+(.068 .066 .066 for the left big toe, small toe, heel; .092 .094 .094 for the right).
 
 A new layout can be defined from a plain dict (e.g. an experiment YAML) with
 :meth:`Skeleton.from_dict` and made available by name with
-:func:`register_skeleton`.
+:func:`register_skeleton`; :func:`layout_from_category` reads one from a COCO-format
+category (names, 1-based skeleton), inferring flip pairs from left/right names.
 """
 from __future__ import annotations
 
@@ -27,6 +37,8 @@ import numpy as np
 __all__ = [
     "Skeleton", "SkeletonError", "get_skeleton", "register_skeleton",
     "list_skeletons", "convert", "list_conversions", "register_conversion",
+    "canonical_name", "infer_flip_pairs", "match_known_layout", "layout_from_category",
+    "components", "propose_limbs", "check_connected", "DEFAULT_SIGMA",
 ]
 
 
@@ -469,6 +481,35 @@ def _install_conversions():
 _install_conversions()
 
 
+def _by_common_names(src: Skeleton, dst: Skeleton):
+    """The conversion between two layouts without a registered one: every ``dst`` keypoint
+    is the ``src`` keypoint of the same name (spelling free, :func:`canonical_name`), or a
+    ``neck`` / ``mid_hip`` (``pelvis``) derived from the shoulders / hips by the mid-point
+    rule. This is what lets a YAML ``data.skeleton`` dict re-define a DB's layout (other
+    limbs, a subset of the points, a neck from the shoulders)."""
+    canon = {canonical_name(k): k for k in src.keypoints}
+    derived_from = {"neck": ("l_shoulder", "r_shoulder"), "mid_hip": ("l_hip", "r_hip"),
+                    "pelvis": ("l_hip", "r_hip")}
+    derived, missing = {}, []
+    for name in dst.keypoints:
+        if name in src._index:
+            continue
+        c = canonical_name(name)
+        if c in canon:
+            i = src.index(canon[c])
+            derived[name] = (lambda a, i=i: a[:, i])
+        elif c in derived_from and all(p in canon for p in derived_from[c]):
+            derived[name] = _mid(src, *(canon[p] for p in derived_from[c]))
+        else:
+            missing.append(name)
+    if missing:
+        raise SkeletonError(
+            f"no conversion from {src.name!r} to {dst.name!r}: {dst.name!r} has keypoints "
+            f"{missing} that {src.name!r} lacks (registered conversions: "
+            f"{list_conversions()})")
+    return _by_name(src, dst, derived)
+
+
 def convert(kpts: np.ndarray, src, dst) -> np.ndarray:
     """Convert people ``(N, K_src, 3)`` (or one person ``(K_src, 3)``) from layout ``src``
     to ``dst``. Same-layout conversion returns a float32 copy."""
@@ -477,11 +518,7 @@ def convert(kpts: np.ndarray, src, dst) -> np.ndarray:
     single = a.ndim == 2
     if s == d:
         return _as_people(a, s).copy()[0 if single else slice(None)]
-    try:
-        fn = _CONVERSIONS[(s.name, d.name)]
-    except KeyError:
-        raise SkeletonError(f"no conversion from {s.name!r} to {d.name!r}; available: "
-                            f"{list_conversions()}") from None
+    fn = _CONVERSIONS.get((s.name, d.name)) or _by_common_names(s, d)
     out = fn(_as_people(a, s))
     return out[0] if single else out
 

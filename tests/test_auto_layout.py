@@ -99,3 +99,30 @@ def test_custom_experiment_names_auto():
     cfg = load_config(os.path.join(root, "experiments", "custom_lwpose.yaml"),
                       ["data.db=elsewhere.db"])
     assert cfg.data.skeleton == "auto" and cfg.data.db == "elsewhere.db"
+
+
+def test_yaml_dict_redefines_the_db_layout(tmp_path):
+    """A data.skeleton dict over a DB layout: extra limbs for the PAFs, a derived point."""
+    from mxpose.data.dataset import PoseDataset
+    from mxpose.skeleton import convert
+    db = _db(tmp_path / "p.db", LAYOUT)
+    extra = dict(LAYOUT, name="pets_more", limbs=LAYOUT["limbs"] + [["l_paw", "r_paw"]])
+    cfg = default_config()
+    cfg.aug.min_keypoints = 2
+    cfg.data.skeleton = extra
+    ds = PoseDataset(db, "train", config=cfg, train=False)
+    assert ds.skeleton.num_limbs == 4 and ds.src_skeleton.name == "pets"
+    assert ds[0][3].shape[0] == 8                   # 2L PAF targets for the 4 limbs
+    # a neck derived from the shoulders of a custom layout by the mid-point rule
+    src = Skeleton("arms", ["Left Shoulder", "Right Shoulder", "Left Hand", "Right Hand"],
+                   [["Left Shoulder", "Left Hand"], ["Right Shoulder", "Right Hand"],
+                    ["Left Shoulder", "Right Shoulder"]],
+                   [["Left Shoulder", "Right Shoulder"], ["Left Hand", "Right Hand"]])
+    dst = Skeleton("arms_neck", ["neck", "Left Shoulder", "Right Shoulder"],
+                   [["neck", "Left Shoulder"], ["neck", "Right Shoulder"]],
+                   [["Left Shoulder", "Right Shoulder"]])
+    kp = np.array([[[10, 20, 2], [30, 22, 2], [5, 40, 2], [35, 40, 1]]], np.float32)
+    out = convert(kp, src, dst)
+    np.testing.assert_allclose(out[0], [[20, 21, 2], [10, 20, 2], [30, 22, 2]])
+    with pytest.raises(SkeletonError, match=r"has keypoints \['tail'\] that 'arms' lacks"):
+        convert(kp, src, Skeleton("t", ["tail", "neck"], [["tail", "neck"]]))
