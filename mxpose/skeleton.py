@@ -363,6 +363,10 @@ def get_skeleton(name_or_def) -> Skeleton:
         return name_or_def
     if isinstance(name_or_def, Mapping):
         return Skeleton.from_dict(name_or_def)
+    if name_or_def == "auto":
+        raise SkeletonError("skeleton 'auto' stands for the layout stored in the DB "
+                            "(data.db); resolve it from the DB first "
+                            "(mxpose.data.dataset.resolve_skeleton) or name a layout")
     try:
         return _REGISTRY[name_or_def]
     except KeyError:

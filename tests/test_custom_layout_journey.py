@@ -112,3 +112,12 @@ def test_train_evaluate_demo_export_with_no_code_change(coco_dir, tmp_path):
     meta = json.load(open(exp + "-meta.json"))
     assert meta["skeleton"]["name"] == "synthetic_people"
     assert meta["skeleton"]["keypoints"][12] == "crown"
+
+
+def test_crowdpose_named_file_is_the_shipped_layout(tmp_path):
+    from mxpose.data.coco import load_coco_keypoints
+    from mxpose.data.synthetic import write_synthetic_coco
+    from mxpose.skeleton import get_skeleton
+    s = write_synthetic_coco(str(tmp_path), 2, names="crowdpose", progress=False)
+    c = load_coco_keypoints(s["json"]["train"])
+    assert c.layout is get_skeleton("crowdpose") and not c.warnings

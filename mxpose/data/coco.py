@@ -179,7 +179,7 @@ class CocoKeypoints:
         if self.layout.name == "coco":
             if probe is not None and "foot_kpts" in probe:
                 self.mode = "wholebody"
-            elif ("foot" in os.path.basename(source).lower()
+            elif (_is_foot_file(source)
                   or (probe is not None and len(probe["keypoints"]) == 3 * 23)):
                 self.mode = "foot23"
                 self.file_keypoints = 23
@@ -187,6 +187,8 @@ class CocoKeypoints:
                 # COCO's 17 (in the file's order) then the 6 foot points, stored as is.
                 self.perm = np.concatenate([self.perm, np.arange(17, 23)])
                 self.layout = get_skeleton("coco_foot")
+        self._identity = self.mode == "plain" and np.array_equal(
+            self.perm, np.arange(self.layout.num_keypoints))
         return {c.get("id") for c in kp_cats}
 
     def person_keypoints(self, ann: dict) -> np.ndarray:
@@ -194,6 +196,8 @@ class CocoKeypoints:
         points in the layout's order; a WholeBody file's ``foot_kpts`` appended where
         ``foot_valid`` (else the feet stay unlabelled, v = 0)."""
         kp = np.asarray(ann["keypoints"], dtype=np.float32).reshape(-1, 3)
+        if self._identity:
+            return kp       # the writer stores unlabelled rows as zeros
         if self.mode == "wholebody":
             feet = np.zeros((6, 3), np.float32)
             if ann.get("foot_valid"):
@@ -231,6 +235,14 @@ def _check_feet(a: dict, source: str):
         if j % 3 == 2 and v not in (0, 1, 2):
             raise CocoFormatError(f"{where}: visibility of foot point {j // 3} is {v!r}, "
                                   f"expected 0, 1 or 2")
+
+
+def _is_foot_file(path: str) -> bool:
+    """CMU's foot files are ``person_keypoints_{train,val}2017_foot_v1.json``: 'foot' as a
+    word of the file name (not 'football')."""
+    import re
+    return re.search(r"(^|[^a-z])foot([^a-z]|$)",
+                     os.path.basename(str(path)).lower()) is not None
 
 
 def layout_name_from_file(path: str) -> str:
