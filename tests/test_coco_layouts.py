@@ -230,3 +230,23 @@ def test_evaluate_oracle_on_wholebody_reports_foot_ap(coco_sample, tmp_path):
     assert "the 6 foot points" in r.stdout
     fig = json.load(open(js))["oracle"]["0"]
     assert fig["coco"]["AP"] >= 0.95 and fig["foot"]["AP"] >= 0.5    # body25 oracle
+
+
+def test_wholebody_db_trains_as_body25(coco_sample, tmp_path):
+    """A coco_foot DB read as body25: 26 heatmaps, 52 PAF channels, the feet rendered."""
+    from mxpose.config import default_config
+    from mxpose.data.dataset import PoseDataset
+    out = str(tmp_path / "wb.db")
+    ingest_coco(os.path.join(coco_sample, "test_coco_wholebody.json"), coco_sample, out,
+                progress=False)
+    cfg = default_config()
+    cfg.data.skeleton = "body25"
+    ds = PoseDataset(out, "train", config=cfg, train=False, sample_per="image",
+                     return_meta=True)
+    sk = get_skeleton("body25")
+    img, heat, heat_mask, paf, paf_mask, meta = ds[0]
+    assert heat.shape[0] == 26 and paf.shape[0] == 52
+    kp = meta["keypoints"]
+    feet = [sk.index(n) for n in sk.keypoints[19:]]
+    assert (kp[:, feet, 2] > 0).any()                  # the sample's first image has feet
+    assert min(float(heat[k].max()) for k in feet if (kp[:, k, 2] > 0).any()) > 0.5
