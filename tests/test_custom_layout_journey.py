@@ -121,3 +121,19 @@ def test_crowdpose_named_file_is_the_shipped_layout(tmp_path):
     s = write_synthetic_coco(str(tmp_path), 2, names="crowdpose", progress=False)
     c = load_coco_keypoints(s["json"]["train"])
     assert c.layout is get_skeleton("crowdpose") and not c.warnings
+
+
+def test_the_layout_sigmas_reach_the_oks(coco_dir, tmp_path):
+    """--sigmas is stored with the layout and evaluate's OKS uses it: with sigmas ~5000x
+    smaller even the oracle's tiny sub-pixel errors cost most of the AP."""
+    d, _ = coco_dir
+    sig = tmp_path / "sig.json"
+    sig.write_text(json.dumps([1e-5] * 14))
+    db = str(tmp_path / "tiny_sigmas.db")
+    r = tool("coco_parse.py", "--annotations", str(d / "files" / "synthetic_people_val.json"),
+             "--images", str(d / "files"), "--out", db, "--sigmas", str(sig), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    js = str(tmp_path / "o.json")
+    r = tool("evaluate.py", "--db", db, "--oracle", "--json", js, "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert json.load(open(js))["oracle"]["0"]["coco"]["AP"] < 0.5
