@@ -485,7 +485,7 @@ def _install_conversions():
 _install_conversions()
 
 
-def _by_common_names(src: Skeleton, dst: Skeleton):
+def _by_common_names(src: Skeleton, dst: Skeleton, missing_ok: bool = False):
     """The conversion between two layouts without a registered one: every ``dst`` keypoint
     is the ``src`` keypoint of the same name (spelling free, :func:`canonical_name`), or a
     ``neck`` / ``mid_hip`` (``pelvis``) derived from the shoulders / hips by the mid-point
@@ -506,7 +506,7 @@ def _by_common_names(src: Skeleton, dst: Skeleton):
             derived[name] = _mid(src, *(canon[p] for p in derived_from[c]))
         else:
             missing.append(name)
-    if missing:
+    if missing and not missing_ok:
         raise SkeletonError(
             f"no conversion from {src.name!r} to {dst.name!r}: {dst.name!r} has keypoints "
             f"{missing} that {src.name!r} lacks (registered conversions: "
@@ -514,15 +514,20 @@ def _by_common_names(src: Skeleton, dst: Skeleton):
     return _by_name(src, dst, derived)
 
 
-def convert(kpts: np.ndarray, src, dst) -> np.ndarray:
+def convert(kpts: np.ndarray, src, dst, missing: str = "error") -> np.ndarray:
     """Convert people ``(N, K_src, 3)`` (or one person ``(K_src, 3)``) from layout ``src``
-    to ``dst``. Same-layout conversion returns a float32 copy."""
+    to ``dst``. Same-layout conversion returns a float32 copy.
+
+    ``missing='unlabelled'`` leaves the ``dst`` keypoints that ``src`` cannot give
+    unlabelled instead of raising (predictions of a network without feet scored against
+    ground truth with feet)."""
     s, d = get_skeleton(src), get_skeleton(dst)
     a = np.asarray(kpts, dtype=np.float32)
     single = a.ndim == 2
     if s == d:
         return _as_people(a, s).copy()[0 if single else slice(None)]
-    fn = _CONVERSIONS.get((s.name, d.name)) or _by_common_names(s, d)
+    fn = _CONVERSIONS.get((s.name, d.name)) or _by_common_names(
+        s, d, missing_ok=missing == "unlabelled")
     out = fn(_as_people(a, s))
     return out[0] if single else out
 

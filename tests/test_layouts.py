@@ -200,3 +200,13 @@ def test_coco_foot_to_body25_and_back():
     # from plain COCO the feet stay unlabelled
     c = convert(kp[:, :17], "coco", "body25")
     assert not c[:, [sk.index(n) for n in foot.keypoints[17:]], 2].any()
+
+
+def test_predictions_without_feet_convert_to_a_layout_with_feet():
+    kp = np.ones((2, 18, 3), np.float32) * 7
+    with pytest.raises(SkeletonError, match="lacks"):
+        convert(kp, "openpose_coco18", "coco_foot")
+    out = convert(kp, "openpose_coco18", "coco_foot", missing="unlabelled")
+    assert out.shape == (2, 23, 3)
+    np.testing.assert_array_equal(out[:, :17], convert(kp, "openpose_coco18", "coco"))
+    assert not out[:, 17:].any()

@@ -244,7 +244,8 @@ def run_evaluation(samples: Sequence[EvalSample], gt: dict, gt_skeleton, predict
             failures.append(f"{s.file_name}: {type(e).__name__}: {e}")
             continue
         done += 1
-        ppl = convert(people, net_skel, gt_skel)
+        # parts the network does not predict (e.g. feet) count as not found
+        ppl = convert(people, net_skel, gt_skel, missing="unlabelled")
         results += results_from_people(s.image_id, ppl, scores)
         if with_pckh and s.head_box is not None:
             gts.append(s.people)
