@@ -855,6 +855,11 @@ def layout_from_category(category: Mapping, name: str, sigmas=None, source: str 
             warnings.append(f"{source}: added limb {list(m)}, the mirror of {[a, b]} "
                             "(a flipped image must have the same limbs)")
     sig = _layout_sigmas(names, sigmas, where, warnings)
+    if name in _REGISTRY:
+        # A custom layout under a shipped name would pick up that layout's conversions.
+        warnings.append(f"{source}: layout name {name!r} is a shipped layout's (with other "
+                        f"keypoints); the file's layout is named {name + '_custom'!r}")
+        name = name + "_custom"
     return (Skeleton(name, names, limbs, flips, sig),
             np.arange(K, dtype=np.int64), warnings)
 

@@ -210,3 +210,9 @@ def test_predictions_without_feet_convert_to_a_layout_with_feet():
     assert out.shape == (2, 23, 3)
     np.testing.assert_array_equal(out[:, :17], convert(kp, "openpose_coco18", "coco"))
     assert not out[:, 17:].any()
+
+
+def test_custom_layout_never_takes_a_shipped_name():
+    sk, _, warns = layout_from_category({"keypoints": ["a", "b"], "skeleton": [[1, 2]]},
+                                        "coco")
+    assert sk.name == "coco_custom" and any("shipped" in w for w in warns)
