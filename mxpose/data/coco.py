@@ -79,6 +79,10 @@ class CocoKeypoints:
         The parsed JSON. Use :func:`load_coco_keypoints` to read a file.
     source : str
         Name used in error messages (the file path).
+    layout_name : str, optional
+        Name of a custom layout (default: :func:`layout_name_from_file`).
+    sigmas : list or dict, optional
+        OKS sigmas of a custom layout (:func:`mxpose.skeleton.layout_from_category`).
 
     Attributes
     ----------
@@ -86,6 +90,12 @@ class CocoKeypoints:
         The ``images`` records (``id``, ``file_name``, ``width``, ``height``) in file order.
     anns_by_image : dict int -> list of dict
         Person annotations of each image id, in file order.
+    layout : Skeleton
+        The stored layout, read from the keypoint category (see module doc).
+    mode : {'plain', 'wholebody', 'foot23'}
+        How a person's keypoints are read (:meth:`person_keypoints`).
+    warnings : list of str
+        What the layout inference assumed (default sigmas, added mirror limbs).
 
     Raises
     ------
