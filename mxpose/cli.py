@@ -124,10 +124,31 @@ def resolve_run(args):
     else:
         base = cfg if cfg is not None else load_config(default_experiment())
         prefix = checkpoint_prefix(base, args.workdir)
+    saved = load_run_config(prefix)
     if cfg is None:
-        saved = load_run_config(prefix)
         cfg = saved if saved is not None else load_config(default_experiment())
+    _resolve_layout(cfg, saved, prefix)
     return cfg, prefix, list_checkpoints(prefix)
+
+
+def _resolve_layout(cfg, saved, prefix):
+    """``data.skeleton: auto`` -> the layout the run was trained on (its saved config), else
+    the DB's; a config naming another layout than the run's is refused in one line."""
+    from .data.dataset import is_auto, resolve_skeleton
+    from .skeleton import get_skeleton
+    run_skel = None
+    if saved is not None and not is_auto(saved.data.skeleton):
+        run_skel = get_skeleton(saved.data.skeleton)
+    if is_auto(cfg.data.skeleton):
+        if run_skel is not None:
+            cfg.data.skeleton = run_skel.to_dict()
+        else:
+            resolve_skeleton(cfg, check=False)
+    elif run_skel is not None and get_skeleton(cfg.data.skeleton) != run_skel:
+        mine = get_skeleton(cfg.data.skeleton)
+        raise CLIError(f"the config's layout {mine.name!r} ({mine.num_keypoints} keypoints) "
+                       f"is not the layout {run_skel.name!r} ({run_skel.num_keypoints} "
+                       f"keypoints) the checkpoints under {prefix} were trained on")
 
 
 def build_predictor(args, cfg, prefix, iteration, ctx=None):

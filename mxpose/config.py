@@ -31,8 +31,9 @@ def default_config() -> EasyDict:
             "train_split": "train",
             "val_split": "val",
             # Layout the network predicts; the DB's own layout is converted to it.
-            # A name from mxpose.skeleton or a full definition dict.
-            "skeleton": "openpose_mpi15",
+            # A name from mxpose.skeleton, a full definition dict, or 'auto': the
+            # layout stored in data.db (resolved into a dict when training starts).
+            "skeleton": "auto",
             "num_workers": 2,
             "sample_per": "person",        # 'person' (CMU main-person samples) or 'image'
         },

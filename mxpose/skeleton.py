@@ -12,21 +12,33 @@ Shipped layouts
 ``openpose_coco18``  OpenPose's 18-point body (COCO + neck), 19 CMU limbs.
 ``mpii``             the 16 MPII joints in MPII id order, 15 limbs.
 ``openpose_mpi15``   OpenPose's 15-part MPI body (MPII + chest), 14 limbs.
+``coco_foot``        COCO-17 then COCO-WholeBody's 6 foot points (WholeBody / CMU foot files).
+``body25``           OpenPose's BODY_25 in CMU's part order; limbs in PAF channel order
+                     (CMU's ``map_index``), both redundant shoulder-ear limbs kept.
+``body25b``          OpenPose's BODY_25B (COCO order + neck, head top, feet), 36 limbs.
+``crowdpose``        CrowdPose's 14 points (head = head top), its evaluation sigmas.
+
+OKS sigmas: COCO's for COCO points; a neck borrows the shoulders', a mid-hip or pelvis the
+hips', a head top MPII's (.079); the foot points take COCO-WholeBody's foot sigmas
+(.068 .066 .066 for the left big toe, small toe, heel; .092 .094 .094 for the right).
 
 A new layout can be defined from a plain dict (e.g. an experiment YAML) with
 :meth:`Skeleton.from_dict` and made available by name with
-:func:`register_skeleton`.
+:func:`register_skeleton`; :func:`layout_from_category` reads one from a COCO-format
+category (names, 1-based skeleton), inferring flip pairs from left/right names.
 """
 from __future__ import annotations
 
 import json
-from typing import Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 __all__ = [
     "Skeleton", "SkeletonError", "get_skeleton", "register_skeleton",
     "list_skeletons", "convert", "list_conversions", "register_conversion",
+    "canonical_name", "infer_flip_pairs", "match_known_layout", "layout_from_category",
+    "components", "propose_limbs", "check_connected", "DEFAULT_SIGMA",
 ]
 
 
@@ -351,6 +363,10 @@ def get_skeleton(name_or_def) -> Skeleton:
         return name_or_def
     if isinstance(name_or_def, Mapping):
         return Skeleton.from_dict(name_or_def)
+    if name_or_def == "auto":
+        raise SkeletonError("skeleton 'auto' stands for the layout stored in the DB "
+                            "(data.db); resolve it from the DB first "
+                            "(mxpose.data.dataset.resolve_skeleton) or name a layout")
     try:
         return _REGISTRY[name_or_def]
     except KeyError:
@@ -469,18 +485,416 @@ def _install_conversions():
 _install_conversions()
 
 
-def convert(kpts: np.ndarray, src, dst) -> np.ndarray:
+def _by_common_names(src: Skeleton, dst: Skeleton, missing_ok: bool = False):
+    """The conversion between two layouts without a registered one: every ``dst`` keypoint
+    is the ``src`` keypoint of the same name (spelling free, :func:`canonical_name`), or a
+    ``neck`` / ``mid_hip`` (``pelvis``) derived from the shoulders / hips by the mid-point
+    rule. This is what lets a YAML ``data.skeleton`` dict re-define a DB's layout (other
+    limbs, a subset of the points, a neck from the shoulders)."""
+    canon = {canonical_name(k): k for k in src.keypoints}
+    derived_from = {"neck": ("l_shoulder", "r_shoulder"), "mid_hip": ("l_hip", "r_hip"),
+                    "pelvis": ("l_hip", "r_hip")}
+    derived, missing = {}, []
+    for name in dst.keypoints:
+        if name in src._index:
+            continue
+        c = canonical_name(name)
+        if c in canon:
+            i = src.index(canon[c])
+            derived[name] = (lambda a, i=i: a[:, i])
+        elif c in derived_from and all(p in canon for p in derived_from[c]):
+            derived[name] = _mid(src, *(canon[p] for p in derived_from[c]))
+        else:
+            missing.append(name)
+    if missing and not missing_ok:
+        raise SkeletonError(
+            f"no conversion from {src.name!r} to {dst.name!r}: {dst.name!r} has keypoints "
+            f"{missing} that {src.name!r} lacks (registered conversions: "
+            f"{list_conversions()})")
+    return _by_name(src, dst, derived)
+
+
+def convert(kpts: np.ndarray, src, dst, missing: str = "error") -> np.ndarray:
     """Convert people ``(N, K_src, 3)`` (or one person ``(K_src, 3)``) from layout ``src``
-    to ``dst``. Same-layout conversion returns a float32 copy."""
+    to ``dst``. Same-layout conversion returns a float32 copy.
+
+    ``missing='unlabelled'`` leaves the ``dst`` keypoints that ``src`` cannot give
+    unlabelled instead of raising (predictions of a network without feet scored against
+    ground truth with feet)."""
     s, d = get_skeleton(src), get_skeleton(dst)
     a = np.asarray(kpts, dtype=np.float32)
     single = a.ndim == 2
     if s == d:
         return _as_people(a, s).copy()[0 if single else slice(None)]
-    try:
-        fn = _CONVERSIONS[(s.name, d.name)]
-    except KeyError:
-        raise SkeletonError(f"no conversion from {s.name!r} to {d.name!r}; available: "
-                            f"{list_conversions()}") from None
+    fn = _CONVERSIONS.get((s.name, d.name)) or _by_common_names(
+        s, d, missing_ok=missing == "unlabelled")
     out = fn(_as_people(a, s))
     return out[0] if single else out
+
+
+# ---------------------------------------------------------------------------------------
+# OpenPose BODY_25 / BODY_25B, COCO + feet, CrowdPose
+# ---------------------------------------------------------------------------------------
+# Foot points in COCO-WholeBody's ``foot_kpts`` order, which is also the order of the 6
+# points CMU's foot json appends after COCO's 17.
+_FOOT_KEYPOINTS = ("l_big_toe", "l_small_toe", "l_heel", "r_big_toe", "r_small_toe",
+                   "r_heel")
+# COCO-WholeBody's evaluation sigmas of the foot points (its myeval_wholebody.py, the 6
+# values after the 17 body sigmas), by name. They are slightly asymmetric as published.
+_FOOT_SIGMAS = {"l_big_toe": .068, "l_small_toe": .066, "l_heel": .066,
+                "r_big_toe": .092, "r_small_toe": .094, "r_heel": .094}
+_FOOT_LIMBS = (("l_ankle", "l_big_toe"), ("l_big_toe", "l_small_toe"), ("l_ankle", "l_heel"),
+               ("r_ankle", "r_big_toe"), ("r_big_toe", "r_small_toe"), ("r_ankle", "r_heel"))
+_LR_ALL = _LR + ("big_toe", "small_toe", "heel")
+
+# COCO-17 followed by the 6 foot points: what a COCO-WholeBody file or CMU's 23-point foot
+# json holds for the body, stored as is by coco_parse.
+_COCO_FOOT_KEYPOINTS = _COCO_KEYPOINTS + _FOOT_KEYPOINTS
+
+# BODY_25 in CMU's part order (OpenPose poseParameters.cpp); background is heatmap channel 25.
+_BODY25_KEYPOINTS = ("nose", "neck", "r_shoulder", "r_elbow", "r_wrist", "l_shoulder",
+                     "l_elbow", "l_wrist", "mid_hip", "r_hip", "r_knee", "r_ankle", "l_hip",
+                     "l_knee", "l_ankle", "r_eye", "l_eye", "r_ear", "l_ear") + _FOOT_KEYPOINTS
+# CMU's 26 pairs sorted by their POSE_MAP_INDEX entry: limb l of this tuple owns PAF
+# channels 2l, 2l+1 of the released network (the pair list itself is in another order).
+# Both shoulder-ear limbs are kept, as in the released model.
+_BODY25_LIMBS = (("neck", "mid_hip"), ("r_hip", "r_knee"), ("r_knee", "r_ankle"),
+                 ("mid_hip", "r_hip"), ("mid_hip", "l_hip"), ("l_hip", "l_knee"),
+                 ("l_knee", "l_ankle"), ("neck", "r_shoulder"), ("r_shoulder", "r_elbow"),
+                 ("r_elbow", "r_wrist"), ("r_shoulder", "r_ear"), ("neck", "l_shoulder"),
+                 ("l_shoulder", "l_elbow"), ("l_elbow", "l_wrist"), ("l_shoulder", "l_ear"),
+                 ("neck", "nose"), ("nose", "r_eye"), ("nose", "l_eye"), ("r_eye", "r_ear"),
+                 ("l_eye", "l_ear"), ("l_ankle", "l_big_toe"), ("l_big_toe", "l_small_toe"),
+                 ("l_ankle", "l_heel"), ("r_ankle", "r_big_toe"), ("r_big_toe", "r_small_toe"),
+                 ("r_ankle", "r_heel"))
+# Neck and mid-hip have no COCO sigma: borrowed from the shoulders and the hips.
+_BODY25_SIGMAS = dict(_COCO_SIGMAS, neck=_COCO_SIGMAS["l_shoulder"],
+                      mid_hip=_COCO_SIGMAS["l_hip"], **_FOOT_SIGMAS)
+
+# BODY_25B (OpenPose's experimental model): COCO order, then neck, head top and the feet;
+# its 36 pairs in POSE_BODY_25B_PAIRS order (its map index is the identity).
+_BODY25B_KEYPOINTS = _COCO_KEYPOINTS + ("neck", "head_top") + _FOOT_KEYPOINTS
+_BODY25B_LIMBS = (("nose", "l_eye"), ("nose", "r_eye"), ("l_eye", "l_ear"), ("r_eye", "r_ear"),
+                  ("nose", "l_shoulder"), ("nose", "r_shoulder"), ("l_shoulder", "l_elbow"),
+                  ("r_shoulder", "r_elbow"), ("l_elbow", "l_wrist"), ("r_elbow", "r_wrist"),
+                  ("l_shoulder", "l_hip"), ("r_shoulder", "r_hip"), ("l_hip", "l_knee"),
+                  ("r_hip", "r_knee"), ("l_knee", "l_ankle"), ("r_knee", "r_ankle"),
+                  ("l_ankle", "l_big_toe"), ("l_big_toe", "l_small_toe"),
+                  ("l_ankle", "l_heel"), ("r_ankle", "r_big_toe"),
+                  ("r_big_toe", "r_small_toe"), ("r_ankle", "r_heel"),
+                  ("l_shoulder", "neck"), ("l_shoulder", "head_top"), ("r_shoulder", "neck"),
+                  ("r_shoulder", "head_top"), ("l_ear", "r_ear"), ("l_ear", "l_shoulder"),
+                  ("r_ear", "r_shoulder"), ("l_shoulder", "l_wrist"),
+                  ("r_shoulder", "r_wrist"), ("l_wrist", "r_wrist"), ("l_wrist", "l_hip"),
+                  ("r_wrist", "r_hip"), ("l_hip", "r_hip"), ("l_ankle", "r_ankle"))
+# Head top: MPII's head-top sigma (the shoulders'), as for openpose_mpi15.
+_BODY25B_SIGMAS = dict(_BODY25_SIGMAS, head_top=_MPII_SIGMAS["head_top"])
+del _BODY25B_SIGMAS["mid_hip"]
+
+# CrowdPose (Li et al. 2019) in its release order; 'head' there is the top of the head.
+# Its evaluation sigmas (crowdposetools): COCO's for the limbs, .079 for head and neck.
+_CROWDPOSE_KEYPOINTS = ("l_shoulder", "r_shoulder", "l_elbow", "r_elbow", "l_wrist",
+                        "r_wrist", "l_hip", "r_hip", "l_knee", "r_knee", "l_ankle", "r_ankle",
+                        "head_top", "neck")
+_CROWDPOSE_LIMBS = (("head_top", "neck"), ("neck", "l_shoulder"), ("neck", "r_shoulder"),
+                    ("l_shoulder", "l_elbow"), ("l_elbow", "l_wrist"),
+                    ("r_shoulder", "r_elbow"), ("r_elbow", "r_wrist"), ("neck", "l_hip"),
+                    ("neck", "r_hip"), ("l_hip", "l_knee"), ("l_knee", "l_ankle"),
+                    ("r_hip", "r_knee"), ("r_knee", "r_ankle"))
+_CROWDPOSE_SIGMAS = dict({k: _COCO_SIGMAS[k] for k in _CROWDPOSE_KEYPOINTS[:12]},
+                         head_top=.079, neck=.079)
+
+
+def _lr_pairs_all(names: Iterable[str]):
+    names = set(names)
+    return tuple((f"l_{p}", f"r_{p}") for p in _LR_ALL
+                 if f"l_{p}" in names and f"r_{p}" in names)
+
+
+register_skeleton(Skeleton("coco_foot", _COCO_FOOT_KEYPOINTS, _COCO_LIMBS + _FOOT_LIMBS,
+                           _lr_pairs_all(_COCO_FOOT_KEYPOINTS),
+                           dict(_COCO_SIGMAS, **_FOOT_SIGMAS)))
+register_skeleton(Skeleton("body25", _BODY25_KEYPOINTS, _BODY25_LIMBS,
+                           _lr_pairs_all(_BODY25_KEYPOINTS), _BODY25_SIGMAS,
+                           no_start_limbs=(("r_shoulder", "r_ear"), ("l_shoulder", "l_ear"))))
+register_skeleton(Skeleton("body25b", _BODY25B_KEYPOINTS, _BODY25B_LIMBS,
+                           _lr_pairs_all(_BODY25B_KEYPOINTS), _BODY25B_SIGMAS))
+register_skeleton(Skeleton("crowdpose", _CROWDPOSE_KEYPOINTS, _CROWDPOSE_LIMBS,
+                           _lr_pairs_all(_CROWDPOSE_KEYPOINTS), _CROWDPOSE_SIGMAS))
+
+
+def _install_body25_conversions():
+    coco, foot = _REGISTRY["coco"], _REGISTRY["coco_foot"]
+    b25, b25b = _REGISTRY["body25"], _REGISTRY["body25b"]
+    for src in (coco, foot):
+        # Neck and mid-hip by the both-visible mid-point rule of openpose_coco18's neck;
+        # from plain COCO the feet stay unlabelled.
+        register_conversion(src.name, "body25", _by_name(src, b25, {
+            "neck": _mid(src, "l_shoulder", "r_shoulder"),
+            "mid_hip": _mid(src, "l_hip", "r_hip")}))
+        register_conversion(src.name, "body25b", _by_name(src, b25b, {
+            "neck": _mid(src, "l_shoulder", "r_shoulder")}))
+    for src in (b25, b25b):
+        register_conversion(src.name, "coco", _by_name(src, coco))
+        register_conversion(src.name, "coco_foot", _by_name(src, foot))
+    register_conversion("coco_foot", "coco", _by_name(foot, coco))
+    register_conversion("coco", "coco_foot", _by_name(coco, foot))
+
+
+_install_body25_conversions()
+
+
+# ---------------------------------------------------------------------------------------
+# Layouts read from a COCO-format category (names + 1-based skeleton)
+# ---------------------------------------------------------------------------------------
+#: OKS sigma of a keypoint a file names but no known layout has, when no --sigmas file is
+#: given: 0.067, the mean of COCO's 17 sigmas (a mid-sized body joint).
+DEFAULT_SIGMA = 0.067
+
+# Layouts a COCO-format file is recognised as by its keypoint names (in any order): the
+# file's own 'skeleton' list is then ignored (CrowdPose's release file carries COCO's
+# 17-point list). Extra spellings of a name in such files: CrowdPose's 'head' is the top.
+_KNOWN_FILE_LAYOUTS = ("coco", "coco_foot", "crowdpose", "mpii", "body25", "body25b")
+_ALIASES = {"crowdpose": {"head": "head_top"}, "mpii": {"head": "head_top"}}
+
+_SIDE_WORDS = {"left": "l", "right": "r", "l": "l", "r": "r", "lt": "l", "rt": "r"}
+
+
+def canonical_name(name: str) -> str:
+    """A keypoint name in mxpose's spelling: lower case, words joined by ``_``, a side
+    prefix as ``l_``/``r_``.
+
+    ``'Left Shoulder'``, ``'left_shoulder'``, ``'L_Shoulder'``, ``'LShoulder'`` (OpenPose's
+    CamelCase), ``'left-shoulder'`` and ``'shoulder_left'`` all become ``'l_shoulder'``.
+    """
+    import re
+    s = str(name).strip()
+    s = re.sub(r"^([LR])(?=[A-Z][a-z])", r"\1_", s)           # LShoulder -> L_Shoulder
+    s = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", s)             # BigToe -> Big_Toe
+    words = [w for w in re.split(r"[\s_\-\.]+", s.lower()) if w]
+    if not words:
+        return ""
+    if len(words) > 1 and words[0] in _SIDE_WORDS:
+        return "_".join([_SIDE_WORDS[words[0]]] + words[1:])
+    if len(words) > 1 and words[-1] in _SIDE_WORDS:
+        return "_".join([_SIDE_WORDS[words[-1]]] + words[:-1])
+    if words[0].startswith(("left", "right")) and len(words[0]) > 5:
+        side = "left" if words[0].startswith("left") else "right"
+        return "_".join([side[0], words[0][len(side):]] + words[1:])
+    return "_".join(words)
+
+
+def infer_flip_pairs(names: Sequence[str]) -> Tuple[Tuple[str, str], ...]:
+    """Left/right pairs among ``names`` (as given), matched by :func:`canonical_name`.
+
+    A name pairs with the one whose canonical form differs only in the side prefix
+    (``left_eye``/``right_eye``, ``l_knee``/``r_knee``, ``Left Paw``/``Right Paw``).
+    """
+    canon = {canonical_name(n): n for n in names}
+    pairs = []
+    for c, n in canon.items():
+        if c.startswith("l_"):
+            other = canon.get("r_" + c[2:])
+            if other is not None:
+                pairs.append((n, other))
+    return tuple(pairs)
+
+
+def match_known_layout(names: Sequence[str]):
+    """The shipped layout whose keypoints are ``names`` (spelling and order free).
+
+    Returns
+    -------
+    (Skeleton, ndarray int64 (K,)) or None
+        The layout and ``perm`` with ``known_keypoints[j] = file_keypoints[perm[j]]``.
+    """
+    canon = [canonical_name(n) for n in names]
+    for lname in _KNOWN_FILE_LAYOUTS:
+        sk = _REGISTRY[lname]
+        if len(canon) != sk.num_keypoints:
+            continue
+        alias = _ALIASES.get(lname, {})
+        here = [alias.get(c, c) for c in canon]
+        if sorted(here) == sorted(sk.keypoints) and len(set(here)) == len(here):
+            pos = {c: i for i, c in enumerate(here)}
+            return sk, np.array([pos[k] for k in sk.keypoints], dtype=np.int64)
+    return None
+
+
+def components(skel: Skeleton):
+    """Connected groups of keypoint names under the limbs, largest first."""
+    parent = list(range(skel.num_keypoints))
+
+    def root(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+    for a, b in skel.limb_index:
+        parent[root(int(a))] = root(int(b))
+    groups: Dict[int, list] = {}
+    for i in range(skel.num_keypoints):
+        groups.setdefault(root(i), []).append(skel.keypoints[i])
+    return sorted(groups.values(), key=len, reverse=True)
+
+
+def propose_limbs(skel: Skeleton, people: Optional[np.ndarray] = None):
+    """Limbs joining every group of :func:`components` to the largest one.
+
+    With ``people`` (N, K, 3) the joining limb of a group is the pair of keypoints (one in
+    the group, one outside) with the smallest median distance over the people where both
+    are labelled; without, the first keypoint of each group.
+    """
+    groups = components(skel)
+    main = list(groups[0])
+    out = []
+    for g in groups[1:]:
+        best, best_d = (main[0], g[0]), np.inf
+        if people is not None and len(people):
+            P = np.asarray(people, np.float32)
+            for a in main:
+                for b in g:
+                    i, j = skel.index(a), skel.index(b)
+                    both = (P[:, i, 2] > 0) & (P[:, j, 2] > 0)
+                    if both.any():
+                        d = float(np.median(np.hypot(*(P[both, i, :2] - P[both, j, :2]).T)))
+                        if d < best_d:
+                            best, best_d = (a, b), d
+        out.append(best)
+        main += g
+    return out
+
+
+def check_connected(skel: Skeleton, people: Optional[np.ndarray] = None):
+    """Raise :class:`SkeletonError` when some keypoints are reached by no limb path from the
+    others: the PAF decoder could never assemble them into a person. The message names the
+    unreachable parts and proposes limbs that connect everything."""
+    groups = components(skel)
+    if len(groups) == 1:
+        return
+    lost = [n for g in groups[1:] for n in g]
+    prop = [list(p) for p in propose_limbs(skel, people)]
+    raise SkeletonError(
+        f"skeleton {skel.name!r}: keypoints {lost} are not connected by limbs to "
+        f"{groups[0][:3] + (['...'] if len(groups[0]) > 3 else [])}, so they can never be "
+        f"assembled into a person; add limbs, e.g. these {len(prop)} join everything: "
+        f"{json.dumps(prop)} (data.skeleton in the experiment YAML, with the DB layout's "
+        f"keypoints and limbs)")
+
+
+def layout_from_category(category: Mapping, name: str, sigmas=None, source: str = "<json>"):
+    """The layout of a COCO-format keypoint category.
+
+    Parameters
+    ----------
+    category : mapping
+        A ``categories`` entry with ``keypoints`` (names) and optionally ``skeleton``
+        (1-based index pairs, as COCO files store them).
+    name : str
+        Name of a custom layout (a known layout keeps its own name).
+    sigmas : sequence of float (file order) or mapping name -> float, optional
+        OKS sigmas of a custom layout; default: a known keypoint's own sigma, else
+        :data:`DEFAULT_SIGMA` (a warning says which keypoints got it).
+    source : str
+        File name for messages.
+
+    Returns
+    -------
+    skeleton : Skeleton
+    perm : ndarray int64 (K,)
+        ``stored[:, j] = file[:, perm[j]]`` (the identity for a custom layout).
+    warnings : list of str
+
+    Raises
+    ------
+    SkeletonError
+        No keypoint names, duplicate names, a skeleton pair that is not two indices in
+        1..K, sigmas of the wrong length or for unknown names.
+    """
+    where = f"{source}: category {category.get('name', category.get('id'))!r}"
+    names = category.get("keypoints")
+    if not isinstance(names, list) or not names:
+        raise SkeletonError(f"{where} has no 'keypoints' names (a keypoint category lists "
+                            "the names of its points in array order)")
+    if not all(isinstance(n, str) and n.strip() for n in names):
+        raise SkeletonError(f"{where}: 'keypoints' must be non-empty strings, got {names!r}")
+    names = [n.strip() for n in names]
+    warnings: List[str] = []
+    known = match_known_layout(names)
+    if known is not None:
+        if sigmas is not None:
+            warnings.append(f"{source}: --sigmas ignored: the names match the known layout "
+                            f"{known[0].name!r}, which has its own sigmas")
+        return known[0], known[1], warnings
+    K = len(names)
+    pairs = category.get("skeleton") or []
+    if not isinstance(pairs, list):
+        raise SkeletonError(f"{where}: 'skeleton' must be a list of [a, b] pairs")
+    limbs = []
+    for i, p in enumerate(pairs):
+        if (not isinstance(p, (list, tuple)) or len(p) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in p)):
+            raise SkeletonError(f"{where}: skeleton entry #{i} {p!r} is not a pair of "
+                                "keypoint numbers")
+        if not all(1 <= v <= K for v in p):
+            raise SkeletonError(f"{where}: skeleton entry #{i} {p!r} is out of range: "
+                                f"COCO skeletons number the {K} keypoints 1..{K}")
+        if p[0] == p[1]:
+            raise SkeletonError(f"{where}: skeleton entry #{i} {p!r} joins a keypoint to "
+                                "itself")
+        limb = (names[p[0] - 1], names[p[1] - 1])
+        if limb not in limbs and limb[::-1] not in limbs:
+            limbs.append(limb)
+    flips = infer_flip_pairs(names)
+    # A horizontal flip maps every limb onto a limb; add the mirror a file leaves out.
+    fmap = dict(flips + tuple((b, a) for a, b in flips))
+    for a, b in list(limbs):
+        m = (fmap.get(a, a), fmap.get(b, b))
+        if m not in limbs and m[::-1] not in limbs:
+            limbs.append(m)
+            warnings.append(f"{source}: added limb {list(m)}, the mirror of {[a, b]} "
+                            "(a flipped image must have the same limbs)")
+    sig = _layout_sigmas(names, sigmas, where, warnings)
+    if name in _REGISTRY:
+        # A custom layout under a shipped name would pick up that layout's conversions.
+        warnings.append(f"{source}: layout name {name!r} is a shipped layout's (with other "
+                        f"keypoints); the file's layout is named {name + '_custom'!r}")
+        name = name + "_custom"
+    return (Skeleton(name, names, limbs, flips, sig),
+            np.arange(K, dtype=np.int64), warnings)
+
+
+def _layout_sigmas(names, sigmas, where, warnings):
+    if sigmas is None:
+        table = {}
+        for ln in _KNOWN_FILE_LAYOUTS:
+            table.update(_REGISTRY[ln].sigmas or {})
+        out, dflt = {}, []
+        for n in names:
+            c = canonical_name(n)
+            c = {"head": "head_top"}.get(c, c)
+            if c in table:
+                out[n] = table[c]
+            else:
+                out[n] = DEFAULT_SIGMA
+                dflt.append(n)
+        if dflt:
+            warnings.append(f"{where}: no OKS sigmas given (--sigmas FILE); "
+                            f"{DEFAULT_SIGMA} (the mean COCO sigma) used for {dflt}, known "
+                            "body keypoints take their COCO/CrowdPose sigma")
+        return out
+    if isinstance(sigmas, Mapping):
+        unknown = sorted(set(sigmas) - set(names))
+        missing = [n for n in names if n not in sigmas]
+        if unknown or missing:
+            raise SkeletonError(f"{where}: sigmas must name every keypoint; missing "
+                                f"{missing}, unknown {unknown}")
+        vals = [sigmas[n] for n in names]
+    else:
+        vals = list(sigmas)
+        if len(vals) != len(names):
+            raise SkeletonError(f"{where}: {len(vals)} sigmas for {len(names)} keypoints")
+    for n, v in zip(names, vals):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 10:
+            raise SkeletonError(f"{where}: sigma of {n!r} must be a positive number, got {v!r}")
+    return {n: float(v) for n, v in zip(names, vals)}

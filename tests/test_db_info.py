@@ -70,7 +70,9 @@ def test_json_output(good_db, capsys):
     assert rc == 0
     info = json.loads(out)
     assert info["dataset"] == "coco" and info["schema_version"] == 1
-    assert info["skeleton"] == {"name": "coco", "num_keypoints": 17, "num_limbs": 19}
+    sk = info["skeleton"]
+    assert (sk["name"], sk["num_keypoints"], sk["num_limbs"]) == ("coco", 17, 19)
+    assert sk["keypoints"][:3] == ["nose", "l_eye", "r_eye"] and len(sk["flip_pairs"]) == 8
     assert info["splits"]["val"]["images"] == 4 and info["total"]["people"] == 14
     assert info["total"]["ignore_regions"] == 2
     assert info["file_size"] == os.path.getsize(good_db)

@@ -151,7 +151,7 @@ def test_user_mistakes_give_one_clear_line(run, tmp_path, coco_sample):
     mpi = tmp_path / "mpi.yaml"
     mpi.write_text(TINY.format(db=run["db"]).replace("openpose_coco18", "openpose_mpi15"))
     _one_line_error(tool("demo.py", "-c", str(mpi), "--prefix", run["prefix"], "--epoch", "4",
-                         "--out", str(tmp_path / "x")), "cannot load", "openpose_mpi15")
+                         "--out", str(tmp_path / "x")), "openpose_mpi15", "trained on")
     # training a COCO-layout DB into the MPI layout has no conversion
     _one_line_error(tool("train.py", "-c", str(mpi), "--workdir", str(tmp_path / "w"),
                          "--max-iters", "1"), "openpose_mpi15")

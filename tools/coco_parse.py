@@ -1,12 +1,22 @@
 #!/usr/bin/env python
-"""Ingest a COCO person-keypoints annotation file and its images into a pose DB.
+"""Ingest a COCO-format keypoint annotation file and its images into a pose DB.
 
 Example::
 
     python tools/coco_parse.py --annotations annotations/person_keypoints_train2017.json \\
         --images train2017 --out data/coco_train.db
 
-Every person annotation is stored with its 17 keypoints exactly as in the JSON (x, y, v;
+Any keypoint file in COCO format works (CrowdPose, AI Challenger, animal sets, a labelling
+tool's export): the layout is read from the category's 'keypoints' names and stored in the
+DB. Names that match a shipped layout (COCO-17, CrowdPose-14, COCO + 6 foot points, ...)
+give that layout, whatever the file's own 'skeleton' list says; COCO-WholeBody files and
+CMU's 23-point foot files keep the 6 foot points. Otherwise the DB gets a custom layout
+named after the file (or --layout-name): limbs from the category's 1-based 'skeleton'
+pairs, left/right flip pairs from the names (left_x/right_x, l_x/r_x, "Left X"/"Right X",
+any case), OKS sigmas from --sigmas or a default (a warning says which). Train on it with
+data.skeleton: auto (experiments/custom_lwpose.yaml).
+
+Every person annotation is stored with its K keypoints exactly as in the JSON (x, y, v;
 COCO pixel coordinates are already 0-based), bbox, area, crowd flag and annotation id.
 Crowd annotations and people without a labelled keypoint also become "ignore" regions
 (COCO RLE), the areas the loss must not penalise (CMU's mask_miss). The original image
@@ -52,14 +62,41 @@ def build_parser():
                    help="continue a DB although the annotation file differs (SHA-256) from "
                         "the one it was started from (default: refuse; the DB records each "
                         "source file's SHA-256 and size)")
+    p.add_argument("--layout-name", default=None, metavar="NAME",
+                   help="name of a custom layout (default: the file name without split and "
+                        "year words, e.g. my_dogs for my_dogs_train2017.json)")
+    p.add_argument("--sigmas", default=None, metavar="JSON",
+                   help="OKS sigmas of a custom layout: a JSON list (one per keypoint, in the "
+                        "file's order) or an object name -> sigma (default: a known body "
+                        "keypoint's own sigma, else 0.067, the mean COCO sigma)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
+def read_sigmas(path):
+    """The --sigmas file: a JSON list or object (None when no path)."""
+    import json
+    from mxpose.data.coco import CocoFormatError
+    if path is None:
+        return None
+    try:
+        with open(path) as f:
+            val = json.load(f)
+    except OSError as e:
+        raise CocoFormatError(f"cannot read --sigmas {path}: {e.strerror or e}") from None
+    except ValueError as e:
+        raise CocoFormatError(f"--sigmas {path}: not JSON ({e})") from None
+    if not isinstance(val, (list, dict)):
+        raise CocoFormatError(f"--sigmas {path}: expected a list or an object name -> sigma")
+    return val
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from mxpose.data.coco import CocoFormatError, default_split, ingest_coco
+    from mxpose.data.coco import (CocoFormatError, default_split, ingest_coco,
+                                  load_coco_keypoints)
     from mxpose.data.store import PoseDBError
+    from mxpose.skeleton import SkeletonError, check_connected
 
     if args.limit is not None and args.limit < 0:
         print("error: --limit must be >= 0", file=sys.stderr)
@@ -69,9 +106,18 @@ def main(argv=None):
     hook = (lambda name: time.sleep(sleep)) if sleep > 0 else None
     provenance = {"annotations": os.path.abspath(args.annotations),
                   "images": os.path.abspath(args.images), "split": split,
-                  "limit": args.limit, "keep_empty": args.keep_empty}
+                  "limit": args.limit, "keep_empty": args.keep_empty,
+                  "layout_name": args.layout_name, "sigmas": args.sigmas}
     try:
-        summary = ingest_coco(args.annotations, args.images, args.out, split=split,
+        coco = load_coco_keypoints(args.annotations, layout_name=args.layout_name,
+                                   sigmas=read_sigmas(args.sigmas))
+        for w in coco.warnings:
+            print(f"warning: {w}", file=sys.stderr)
+        try:
+            check_connected(coco.layout)
+        except SkeletonError as e:
+            print(f"warning: {e}; training on this DB needs those limbs", file=sys.stderr)
+        summary = ingest_coco(coco, args.images, args.out, split=split,
                               limit=args.limit, keep_empty=args.keep_empty,
                               workers=args.workers, commit_every=args.commit_every,
                               progress=not args.no_progress, args=provenance, on_image=hook,
@@ -83,7 +129,9 @@ def main(argv=None):
         print(f"interrupted; images stored so far are kept in {args.out}; re-run the same "
               f"command to continue", file=sys.stderr)
         return 130
-    print(f"{args.out} (split {split!r}):")
+    sk = coco.layout
+    print(f"{args.out} (split {split!r}, layout {sk.name!r}: {sk.num_keypoints} keypoints, "
+          f"{sk.num_limbs} limbs, {len(sk.flip_pairs)} flip pairs):")
     for line in summary.lines():
         print("  " + line)
     return 0

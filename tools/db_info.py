@@ -63,7 +63,9 @@ def describe(db) -> dict:
     return {"path": db.path, "file_size": os.path.getsize(db.path), "dataset": db.dataset,
             "schema_version": meta.get("schema_version"),
             "skeleton": {"name": db.skeleton.name, "num_keypoints": db.skeleton.num_keypoints,
-                         "num_limbs": db.skeleton.num_limbs},
+                         "num_limbs": db.skeleton.num_limbs,
+                         "keypoints": list(db.skeleton.keypoints),
+                         "flip_pairs": [list(p) for p in db.skeleton.flip_pairs]},
             "created_by": meta.get("created_by"), "created_args": meta.get("created_args"),
             "runs": meta.get("runs", []), "content_hash": db.content_hash,
             "sources": db.sources, "splits": per_split, "total": total}
@@ -172,6 +174,11 @@ def _print_text(info: dict):
     print(f"{info['path']}  ({mb:.2f} MiB)")
     print(f"  dataset: {info['dataset']}   schema version: {info['schema_version']}")
     print(f"  skeleton: {sk['name']} ({sk['num_keypoints']} keypoints, {sk['num_limbs']} limbs)")
+    if "keypoints" in sk:
+        print(f"    keypoints: {', '.join(sk['keypoints'])}")
+        print(f"    flip pairs: {len(sk['flip_pairs'])}"
+              + "".join(f", {a}/{b}" for a, b in sk["flip_pairs"][:4])
+              + (", ..." if len(sk["flip_pairs"]) > 4 else ""))
     print(f"  created by: {info['created_by']} {json.dumps(info['created_args'])}")
     print("  content hash: " + (info["content_hash"] or
                                 "not recorded (DB written before mxpose hashed its records)"))

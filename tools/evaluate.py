@@ -1,9 +1,12 @@
 #!/usr/bin/env python
 """Evaluate pose checkpoints (or the decoder's ceiling) with COCO keypoint AP.
 
-Ground truth: a pose DB split (--db, --split) or a COCO keypoints file (--annotations,
---images). Prints pycocotools' 10-line table per checkpoint; for MPII DBs also PCKh@0.5
-(head-box normalised) and OKS AP with the MPII sigmas of mxpose.skeleton.
+Ground truth: a pose DB split (--db, --split) or a COCO-format keypoints file
+(--annotations, --images; any layout coco_parse reads). OKS uses the layout's own sigmas
+(pycocotools' kpt_oks_sigmas). Prints pycocotools' 10-line table per checkpoint; for MPII
+DBs also PCKh@0.5 (head-box normalised) and OKS AP with the MPII sigmas of mxpose.skeleton;
+for ground truth with feet (COCO-WholeBody / foot files, layout coco_foot) the COCO-17 AP
+and a second table, the foot AP over the 6 foot points (COCO-WholeBody's foot sigmas).
 
 Examples:
   python tools/evaluate.py --db data/mpii.db --split val --epoch 8600
@@ -79,10 +82,12 @@ def _samples(args):
             raise CLIError(f"annotation file {args.annotations} does not exist")
         if not args.images or not os.path.isdir(args.images):
             raise CLIError(f"--images must name the image folder of {args.annotations}")
-        samples, gt = samples_from_coco(args.annotations, args.images)
-        from mxpose.skeleton import get_skeleton
-        return (samples, gt, get_skeleton("coco"),
-                ground_truth_from_file(args.annotations, args.images))
+        from mxpose.data.coco import CocoFormatError
+        try:
+            samples, gt, layout = samples_from_coco(args.annotations, args.images)
+        except CocoFormatError as e:
+            raise CLIError(str(e)) from None
+        return samples, gt, layout, ground_truth_from_file(args.annotations, args.images)
     raise CLIError("give the ground truth: --db DB [--split val] or --annotations JSON --images DIR")
 
 
@@ -102,7 +107,12 @@ def _print_result(title, res, with_pckh, card):
     from mxpose.eval import STAT_NAMES, format_pckh, format_table
     from mxpose.eval.card import card_summary
     print(f"\n== {title}: {res.images} images, {res.images_per_second:.1f} img/s")
+    if res.foot is not None:
+        print("COCO-17 keypoints (COCO sigmas):")
     print(format_table([res.stats[k] for k in STAT_NAMES]))
+    if res.foot is not None:
+        print("the 6 foot points (COCO-WholeBody foot sigmas):")
+        print(format_table([res.foot[k] for k in STAT_NAMES]))
     if with_pckh and res.pckh:
         print(format_pckh(res.pckh))
     print(f"card: {card_summary(card)}")
@@ -140,7 +150,8 @@ def main(argv=None):
                              seconds=res.seconds, images=res.images,
                              failures=len(res.failures))
             _print_result(name, res, with_pckh, card)
-            out[f"{deg:g}"] = {"coco": res.stats, "pckh": res.pckh, "images": res.images,
+            out[f"{deg:g}"] = {"coco": res.stats, "pckh": res.pckh, "foot": res.foot,
+                               "images": res.images,
                                "failures": res.failures,
                                "images_per_second": res.images_per_second, "card": card}
             if args.results:
@@ -151,10 +162,13 @@ def main(argv=None):
     if args.oracle:
         from mxpose.config import load_config
         from mxpose.skeleton import get_skeleton
+        from mxpose.data.dataset import is_auto
         cfg = load_config(args.config) if args.config else None
-        net_skel = get_skeleton(cfg.data.skeleton if cfg else
-                                {"coco": "openpose_coco18", "mpii": "openpose_mpi15"}.get(
-                                    gt_skel.name, gt_skel.name))
+        if cfg is not None and not is_auto(cfg.data.skeleton):
+            net_skel = get_skeleton(cfg.data.skeleton)
+        else:   # the usual network layout of the ground truth's, else that layout itself
+            net_skel = get_skeleton({"coco": "openpose_coco18", "mpii": "openpose_mpi15",
+                                     "coco_foot": "body25"}.get(gt_skel.name, gt_skel))
         boxsize = args.boxsize or (cfg.test.boxsize if cfg else 368)
         from mxpose.infer import decode_params_from_config
         oracle = OracleMaps(net_skel, boxsize=boxsize,

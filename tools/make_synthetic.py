@@ -28,7 +28,16 @@ def build_parser():
     from mxpose.data.synthetic import DEFAULTS
     p = argparse.ArgumentParser(prog="make_synthetic.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True, metavar="DB", help="pose DB to write or complete")
+    p.add_argument("--out", metavar="DB", help="pose DB to write or complete")
+    p.add_argument("--coco-dir", metavar="DIR",
+                   help="instead of a DB, write COCO-format JSON + JPEGs in a 14-keypoint "
+                        "layout (head top + neck instead of the face points) into DIR: "
+                        "DIR/synthetic_people_{train,val}.json and DIR/{train,val}/*.jpg, "
+                        "a file to try tools/coco_parse.py on (README 'your own keypoints')")
+    p.add_argument("--names", choices=("custom", "crowdpose"), default="custom",
+                   help="with --coco-dir: keypoint names of the file: 'custom' (Left X / "
+                        "Right X, 'crown' for the head top: read as a custom layout) or "
+                        "'crowdpose' (CrowdPose's names: recognised as that layout)")
     p.add_argument("--num-images", type=int, required=True, metavar="N",
                    help="number of train images")
     p.add_argument("--val-images", type=int, default=0, metavar="M",
@@ -78,6 +87,8 @@ def write_previews(folder, seed, params, count=8):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    if (args.out is None) == (args.coco_dir is None):
+        parser.error("give exactly one of --out DB and --coco-dir DIR")
     if args.num_images < 0 or args.val_images < 0:
         parser.error("--num-images and --val-images must be >= 0")
     if not 16 <= args.min_size <= args.max_size:
@@ -98,6 +109,14 @@ def main(argv=None):
     params = {"min_size": args.min_size, "max_size": args.max_size,
               "max_people": args.max_people, "p_unlabelled": args.p_unlabelled,
               "p_crowd": args.p_crowd, "quality": args.quality, "crowd": args.crowd}
+    if args.coco_dir:
+        from mxpose.data.synthetic import write_synthetic_coco
+        s = write_synthetic_coco(args.coco_dir, args.num_images, args.val_images,
+                                 seed=args.seed, names=args.names,
+                                 progress=not args.no_progress, **params)
+        print(f"{args.coco_dir}: {s['images']} images, {s['people']} labelled people; "
+              f"annotations {', '.join(s['json'].values())}")
+        return 0
     provenance = {"num_images": args.num_images, "val_images": args.val_images,
                   "seed": args.seed, **params}
     try:

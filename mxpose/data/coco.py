@@ -1,9 +1,17 @@
-"""COCO person-keypoints ingestion into the SQLite pose store.
+"""COCO-format keypoint ingestion into the SQLite pose store.
 
-Reads a COCO ``person_keypoints_*.json`` (plain :mod:`json`, indexed by image once, so the
-260 MB train2017 file is walked a single time) and writes one :class:`PoseDBWriter` DB:
+Reads a COCO ``person_keypoints_*.json`` or any keypoint file in COCO format (plain
+:mod:`json`, indexed by image once, so the 260 MB train2017 file is walked a single time)
+and writes one :class:`PoseDBWriter` DB whose layout comes from the file:
 
-- every person annotation of an image becomes a stored person: keypoints ``(17, 3)`` x, y, v
+- the keypoint category's ``keypoints`` names give the layout
+  (:func:`mxpose.skeleton.layout_from_category`): a shipped one when the names match it
+  (``coco``, ``crowdpose``, ``coco_foot``, ...; the file's ``skeleton`` list is then ignored),
+  else a custom layout named after the file, limbs from its 1-based ``skeleton`` pairs and
+  flip pairs from the left/right names. COCO-WholeBody files (``foot_kpts``/``foot_valid``)
+  and CMU's 23-point foot files are stored in ``coco_foot``: COCO's 17 then the 6 foot
+  points, unlabelled (v = 0) for a person whose feet are not valid.
+- every person annotation of an image becomes a stored person: keypoints ``(K, 3)`` x, y, v
   exactly as in the JSON (COCO pixel coordinates are already 0-based; v 0/1/2 as given),
   ``bbox``, ``area``, ``is_crowd`` and ``source_id`` = the annotation id. People with few (or
   no) labelled keypoints are kept too, so targets can be rendered for everyone; crowd
@@ -36,6 +44,7 @@ import numpy as np
 from .store import PoseDBWriter
 
 __all__ = ["CocoFormatError", "CocoKeypoints", "load_coco_keypoints", "annotation_people",
+           "layout_name_from_file",
            "ingest_coco", "IngestSummary", "default_split", "decode_check", "rle_run_lengths"]
 
 NUM_COCO_KEYPOINTS = 17
@@ -70,6 +79,10 @@ class CocoKeypoints:
         The parsed JSON. Use :func:`load_coco_keypoints` to read a file.
     source : str
         Name used in error messages (the file path).
+    layout_name : str, optional
+        Name of a custom layout (default: :func:`layout_name_from_file`).
+    sigmas : list or dict, optional
+        OKS sigmas of a custom layout (:func:`mxpose.skeleton.layout_from_category`).
 
     Attributes
     ----------
@@ -77,6 +90,12 @@ class CocoKeypoints:
         The ``images`` records (``id``, ``file_name``, ``width``, ``height``) in file order.
     anns_by_image : dict int -> list of dict
         Person annotations of each image id, in file order.
+    layout : Skeleton
+        The stored layout, read from the keypoint category (see module doc).
+    mode : {'plain', 'wholebody', 'foot23'}
+        How a person's keypoints are read (:meth:`person_keypoints`).
+    warnings : list of str
+        What the layout inference assumed (default sigmas, added mirror limbs).
 
     Raises
     ------
@@ -85,7 +104,8 @@ class CocoKeypoints:
         the first bad record.
     """
 
-    def __init__(self, data, source: str = "<json>"):
+    def __init__(self, data, source: str = "<json>", layout_name: Optional[str] = None,
+                 sigmas=None):
         self.source = source
         if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
                 or not isinstance(data.get("annotations"), list):
@@ -94,13 +114,7 @@ class CocoKeypoints:
         cats = data.get("categories")
         if not isinstance(cats, list):
             raise CocoFormatError(f"{source}: not a COCO annotation file (no 'categories' list)")
-        kp_cats = {c.get("id") for c in cats if isinstance(c, dict)
-                   and isinstance(c.get("keypoints"), list)
-                   and len(c["keypoints"]) == NUM_COCO_KEYPOINTS}
-        if not kp_cats:
-            raise CocoFormatError(f"{source}: not a COCO keypoints file (no category with "
-                                  f"{NUM_COCO_KEYPOINTS} 'keypoints' names; is this an "
-                                  f"instances_*.json or captions file?)")
+        kp_cats = self._read_layout(data, cats, source, layout_name, sigmas)
         self.images: List[dict] = []
         seen_names = set()
         for i, im in enumerate(data["images"]):
@@ -129,12 +143,79 @@ class CocoKeypoints:
                 raise CocoFormatError(f"{source}: annotation #{i} is not an object")
             if a.get("category_id") not in kp_cats:
                 continue
-            _check_annotation(a, sizes, source)
+            _check_annotation(a, sizes, source, self.file_keypoints,
+                              hint=" (a foot file holds COCO's 17 keypoints then the 6 foot "
+                                   "points: 23)" if self.mode == "foot23" else "")
+            if self.mode == "wholebody":
+                _check_feet(a, source)
             if not a.get("iscrowd") and _labelled(a) > 0:
                 # Only crowd and unlabelled people need their outline (for the ignore mask);
                 # dropping the polygons of everyone else saves a lot of memory on train2017.
                 a.pop("segmentation", None)
             self.anns_by_image.setdefault(a["image_id"], []).append(a)
+
+    def _read_layout(self, data, cats, source, layout_name, sigmas) -> set:
+        """Set ``layout``, ``perm``, ``mode``, ``file_keypoints`` and ``warnings`` from the
+        keypoint categories; return the ids of the categories to read."""
+        from ..skeleton import SkeletonError, get_skeleton, layout_from_category
+        kp_cats = [c for c in cats if isinstance(c, dict) and "keypoints" in c]
+        if not kp_cats:
+            raise CocoFormatError(f"{source}: not a COCO keypoints file (no category with "
+                                  f"'keypoints' names; is this an instances_*.json or "
+                                  f"captions file?)")
+        name = layout_name or layout_name_from_file(source)
+        self.warnings: List[str] = []
+        found = []
+        for c in kp_cats:
+            try:
+                found.append((c,) + layout_from_category(c, name, sigmas, source))
+            except SkeletonError as e:
+                raise CocoFormatError(str(e)) from None
+        first = found[0]
+        for c, sk, perm, _ in found[1:]:
+            if sk != first[1] or not np.array_equal(perm, first[2]):
+                raise CocoFormatError(
+                    f"{source}: keypoint categories {first[0].get('name')!r} "
+                    f"({first[1].num_keypoints} keypoints) and {c.get('name')!r} "
+                    f"({sk.num_keypoints} keypoints) have different layouts; one DB holds "
+                    f"one layout: split the file by category")
+        _, self.layout, self.perm, w = first
+        self.warnings += w
+        self.file_keypoints = self.layout.num_keypoints
+        self.mode = "plain"
+        kp_anns = (a for a in data["annotations"] if isinstance(a, dict)
+                   and isinstance(a.get("keypoints"), list))
+        probe = next(kp_anns, None)
+        if self.layout.name == "coco":
+            if probe is not None and "foot_kpts" in probe:
+                self.mode = "wholebody"
+            elif (_is_foot_file(source)
+                  or (probe is not None and len(probe["keypoints"]) == 3 * 23)):
+                self.mode = "foot23"
+                self.file_keypoints = 23
+            if self.mode != "plain":
+                # COCO's 17 (in the file's order) then the 6 foot points, stored as is.
+                self.perm = np.concatenate([self.perm, np.arange(17, 23)])
+                self.layout = get_skeleton("coco_foot")
+        self._identity = self.mode == "plain" and np.array_equal(
+            self.perm, np.arange(self.layout.num_keypoints))
+        return {c.get("id") for c in kp_cats}
+
+    def person_keypoints(self, ann: dict) -> np.ndarray:
+        """(K, 3) float32 x, y, v of an annotation in the stored layout: the file's
+        points in the layout's order; a WholeBody file's ``foot_kpts`` appended where
+        ``foot_valid`` (else the feet stay unlabelled, v = 0)."""
+        kp = np.asarray(ann["keypoints"], dtype=np.float32).reshape(-1, 3)
+        if self._identity:
+            return kp       # the writer stores unlabelled rows as zeros
+        if self.mode == "wholebody":
+            feet = np.zeros((6, 3), np.float32)
+            if ann.get("foot_valid"):
+                feet = np.asarray(ann["foot_kpts"], dtype=np.float32).reshape(6, 3)
+            kp = np.concatenate([kp, feet])
+        kp = kp[self.perm]
+        kp[kp[:, 2] <= 0] = 0.0
+        return kp
 
     def __len__(self):
         return len(self.images)
@@ -149,7 +230,45 @@ def _labelled(ann: dict) -> int:
     return sum(1 for v in ann["keypoints"][2::3] if v > 0)
 
 
-def _check_annotation(a: dict, sizes: Dict[int, Tuple[int, int]], source: str):
+def _check_feet(a: dict, source: str):
+    """A COCO-WholeBody annotation's ``foot_kpts``: 6 points, checked when ``foot_valid``."""
+    if not a.get("foot_valid"):
+        return
+    where = f"{source}: annotation id {a.get('id')!r} (image id {a.get('image_id')!r})"
+    kp = a.get("foot_kpts")
+    if not isinstance(kp, list) or len(kp) != 18:
+        n = len(kp) if isinstance(kp, list) else kp
+        raise CocoFormatError(f"{where}: 'foot_kpts' must be a list of 18 numbers (6 foot "
+                              f"points), got {n!r}")
+    for j, v in enumerate(kp):
+        _num(v, f"{where}: foot_kpts[{j}]")
+        if j % 3 == 2 and v not in (0, 1, 2):
+            raise CocoFormatError(f"{where}: visibility of foot point {j // 3} is {v!r}, "
+                                  f"expected 0, 1 or 2")
+
+
+def _is_foot_file(path: str) -> bool:
+    """CMU's foot files are ``person_keypoints_{train,val}2017_foot_v1.json``: 'foot' as a
+    word of the file name (not 'football')."""
+    import re
+    return re.search(r"(^|[^a-z])foot([^a-z]|$)",
+                     os.path.basename(str(path)).lower()) is not None
+
+
+def layout_name_from_file(path: str) -> str:
+    """A custom layout's default name: the file name without split and year words
+    (``my_dogs_train2017.json`` -> ``my_dogs``), so train and val files agree."""
+    import re
+    base = os.path.splitext(os.path.basename(str(path)))[0].lower()
+    drop = {"train", "val", "valid", "validation", "test", "trainval", "person",
+            "keypoints", "keypoint", "annotations", "annotation", "anns", "ann", "coco"}
+    words = [w for w in re.split(r"[^a-z0-9]+", base)
+             if w and w not in drop and not re.fullmatch(r"(train|val|test)?\d*", w)]
+    return "_".join(words) or "custom"
+
+
+def _check_annotation(a: dict, sizes: Dict[int, Tuple[int, int]], source: str,
+                      num_keypoints: int = NUM_COCO_KEYPOINTS, hint: str = ""):
     aid = a.get("id")
     iid = a.get("image_id")
     where = f"{source}: annotation id {aid!r} (image id {iid!r})"
@@ -158,10 +277,11 @@ def _check_annotation(a: dict, sizes: Dict[int, Tuple[int, int]], source: str):
     if iid not in sizes:
         raise CocoFormatError(f"{where}: refers to an image id not in 'images'")
     kp = a.get("keypoints")
-    if not isinstance(kp, list) or len(kp) != 3 * NUM_COCO_KEYPOINTS:
+    if not isinstance(kp, list) or len(kp) != 3 * num_keypoints:
         n = len(kp) if isinstance(kp, list) else kp
         raise CocoFormatError(f"{where}: 'keypoints' must be a list of "
-                              f"{3 * NUM_COCO_KEYPOINTS} numbers, got {n!r}")
+                              f"{3 * num_keypoints} numbers ({num_keypoints} keypoints x, y, "
+                              f"v), got {n!r}{hint}")
     # Fast path first (train2017 has ~260k annotations); name the bad value only on failure.
     if not all(type(v) is int or (type(v) is float and math.isfinite(v)) for v in kp) \
             or not set(kp[2::3]) <= {0, 1, 2}:
@@ -191,7 +311,8 @@ def _check_annotation(a: dict, sizes: Dict[int, Tuple[int, int]], source: str):
         raise CocoFormatError(f"{where}: 'segmentation' must be polygons or an RLE")
 
 
-def load_coco_keypoints(path: str) -> CocoKeypoints:
+def load_coco_keypoints(path: str, layout_name: Optional[str] = None,
+                        sigmas=None) -> CocoKeypoints:
     """Read and index a COCO person-keypoints JSON.
 
     Raises
@@ -209,7 +330,7 @@ def load_coco_keypoints(path: str) -> CocoKeypoints:
         raise CocoFormatError(f"{path}: not a JSON file ({e})") from None
     except OSError as e:
         raise CocoFormatError(f"cannot read {path}: {e.strerror or e}") from None
-    return CocoKeypoints(data, source=path)
+    return CocoKeypoints(data, source=path, layout_name=layout_name, sigmas=sigmas)
 
 
 def _region_rle(ann: dict, height: int, width: int) -> dict:
@@ -240,7 +361,8 @@ def _region_rle(ann: dict, height: int, width: int) -> dict:
             "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
 
 
-def annotation_people(anns: Sequence[dict], height: int, width: int
+def annotation_people(anns: Sequence[dict], height: int, width: int,
+                      keypoints_of: Optional[Callable[[dict], np.ndarray]] = None
                       ) -> Tuple[List[dict], List[dict]]:
     """People and ignore regions of one image.
 
@@ -250,6 +372,9 @@ def annotation_people(anns: Sequence[dict], height: int, width: int
         The image's COCO person annotations.
     height, width : int
         Image size (the RLE size).
+    keypoints_of : callable, optional
+        ``ann -> (K, 3)`` keypoints in the stored layout
+        (:meth:`CocoKeypoints.person_keypoints`); default: the 17 COCO points as given.
 
     Returns
     -------
@@ -262,7 +387,8 @@ def annotation_people(anns: Sequence[dict], height: int, width: int
     people, regions = [], []
     for a in anns:
         crowd = bool(a.get("iscrowd", 0))
-        kp = np.asarray(a["keypoints"], dtype=np.float32).reshape(NUM_COCO_KEYPOINTS, 3)
+        kp = (keypoints_of(a) if keypoints_of is not None else
+              np.asarray(a["keypoints"], dtype=np.float32).reshape(NUM_COCO_KEYPOINTS, 3))
         people.append({"keypoints": kp, "bbox": [float(v) for v in a["bbox"]],
                        "area": float(a["area"]) if "area" in a else None,
                        "is_crowd": int(crowd), "source_id": a["id"]})
@@ -421,7 +547,8 @@ def ingest_coco(annotations, images_dir: str, out: str, split: Optional[str] = N
                 commit_every: int = 64, progress: bool = True, tool: str = "coco_parse",
                 args: Optional[dict] = None,
                 on_image: Optional[Callable[[str], None]] = None,
-                allow_source_change: bool = False) -> IngestSummary:
+                allow_source_change: bool = False, layout_name: Optional[str] = None,
+                sigmas=None) -> IngestSummary:
     """Ingest a COCO person-keypoints file into a pose DB (resumable).
 
     Parameters
@@ -453,6 +580,10 @@ def ingest_coco(annotations, images_dir: str, out: str, split: Optional[str] = N
     allow_source_change : bool
         Continue a DB started from another version of the annotation file (its SHA-256
         is recorded in the DB; default: refuse).
+    layout_name : str, optional
+        Name of a custom layout (default: from the file name, :func:`layout_name_from_file`).
+    sigmas : list or dict, optional
+        OKS sigmas of a custom layout (see :func:`mxpose.skeleton.layout_from_category`).
 
     Returns
     -------
@@ -460,7 +591,7 @@ def ingest_coco(annotations, images_dir: str, out: str, split: Optional[str] = N
     """
     t0 = time.perf_counter()
     coco = annotations if isinstance(annotations, CocoKeypoints) \
-        else load_coco_keypoints(annotations)
+        else load_coco_keypoints(annotations, layout_name=layout_name, sigmas=sigmas)
     if split is None:
         split = default_split(coco.source)
     if not os.path.isdir(images_dir):
@@ -476,7 +607,7 @@ def ingest_coco(annotations, images_dir: str, out: str, split: Optional[str] = N
         todo = todo[:max(0, int(limit))]
     args = dict(args or {})
     sources = {"annotations": coco.source} if os.path.isfile(coco.source) else {}
-    with PoseDBWriter(out, dataset="coco", skeleton="coco", tool=tool, args=args,
+    with PoseDBWriter(out, dataset="coco", skeleton=coco.layout, tool=tool, args=args,
                       commit_every=commit_every, sources=sources,
                       allow_source_change=allow_source_change) as writer:
         new = []
@@ -498,7 +629,8 @@ def ingest_coco(annotations, images_dir: str, out: str, split: Optional[str] = N
                     summary.skip(why[0], name, why[1])
                 else:
                     people, regions = annotation_people(coco.anns_by_image.get(im["id"], ()),
-                                                        im["height"], im["width"])
+                                                        im["height"], im["width"],
+                                                        coco.person_keypoints)
                     writer.add_image(name, data, im["width"], im["height"], split,
                                      people=people, ignore_rles=regions, source_id=im["id"])
                     summary.written += 1

@@ -66,7 +66,7 @@ from .store import PoseDB, PoseDBError
 from .transforms import (Augmenter, crop_region, normalize_image, person_scales_centers,
                          select_main_people, sample_affine)
 
-__all__ = ["PoseDataset", "decode_image"]
+__all__ = ["PoseDataset", "decode_image", "resolve_skeleton", "is_auto"]
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +153,59 @@ def decode_image(data: bytes, width: int, height: int, reduce: int = 1):
     raise PoseDBError(f"decoded image is {w}x{h}, the DB says {width}x{height}")
 
 
+def is_auto(spec) -> bool:
+    """True for ``data.skeleton: auto`` (take the DB's stored layout)."""
+    return isinstance(spec, str) and spec == "auto"
+
+
+def resolve_skeleton(cfg, db_path: Optional[str] = None, check: bool = True):
+    """The layout the network predicts, from ``cfg.data.skeleton``.
+
+    ``auto`` takes the layout stored in the DB (``db_path``, default ``cfg.data.db``) and
+    writes its full definition back into ``cfg.data.skeleton``, so the run's saved config
+    (and every checkpoint, demo, evaluation and export made from it) carries the layout
+    without the DB. With ``check``, a layout whose limbs leave keypoints unconnected is
+    refused (:func:`mxpose.skeleton.check_connected`), proposing limbs measured on the
+    DB's people.
+
+    Raises
+    ------
+    SkeletonError, PoseDBError
+    """
+    from ..skeleton import check_connected
+    spec = cfg.data.skeleton
+    db = None
+    if is_auto(spec):
+        path = db_path or cfg.data.db
+        if not path or not os.path.isfile(str(path)):
+            raise SkeletonError(f"data.skeleton is 'auto' (the DB's layout) but the DB "
+                                f"{path!r} does not exist; set data.db or name a layout")
+        db = PoseDB(str(path))
+        skel = db.skeleton
+        from easydict import EasyDict
+        cfg.data.skeleton = EasyDict(skel.to_dict())
+    else:
+        skel = get_skeleton(spec)
+    if check:
+        try:
+            check_connected(skel)
+        except SkeletonError:
+            people = None
+            path = db_path or cfg.data.db
+            if db is None and path and os.path.isfile(str(path)):
+                db = PoseDB(str(path))
+            if db is not None:
+                ids = db.image_ids()[:2000]
+                kp = [db.people(int(i))["keypoints"] for i in ids]
+                kp = [k for k in kp if k.shape[1:] == (db.skeleton.num_keypoints, 3)]
+                if kp and db.skeleton == skel:
+                    people = np.concatenate(kp)
+            check_connected(skel, people)
+    if db is not None:
+        db.close()
+    return skel
+
+
 class _Local(threading.local):
     pid = None
     rng = None
@@ -205,7 +258,8 @@ class PoseDataset(_Base):
         self.db = PoseDB(db_path)
         self.split = split
         self.train = bool(train)
-        self.skeleton = get_skeleton(skeleton if skeleton is not None else cfg.data.skeleton)
+        spec = skeleton if skeleton is not None else cfg.data.skeleton
+        self.skeleton = self.db.skeleton if is_auto(spec) else get_skeleton(spec)
         self.src_skeleton = self.db.skeleton
         self.return_meta = return_meta
         if self.src_skeleton != self.skeleton:

@@ -58,7 +58,8 @@ import numpy as np
 from ..skeleton import get_skeleton
 
 __all__ = ["GENERATOR_VERSION", "PART_NAMES", "KEYPOINT_PARTS", "DEFAULTS", "generate_image",
-           "encode_jpeg", "image_seed", "make_synthetic_db", "draw_keypoints"]
+           "encode_jpeg", "image_seed", "make_synthetic_db", "draw_keypoints",
+           "COCO14_NAMES", "coco14_keypoints", "write_synthetic_coco"]
 
 #: Bumped whenever the drawing changes, so a resumed DB never mixes two generators.
 GENERATOR_VERSION = 1
@@ -626,6 +627,7 @@ def generate_image(seed, min_size: int = 192, max_size: int = 320, max_people: i
                 kp[k] = (x, y, 2.0 if ok else 1.0)
         people.append({"keypoints": kp, "bbox": bbox, "area": area, "is_crowd": 0,
                        "extra": extra})
+        people[-1]["anchors"] = _anchors(fig, P, H, ang, owner, part, i)
     if crowd_n:
         cm = owner >= _CROWD_BASE
         if cm.sum() >= 10:
@@ -693,6 +695,28 @@ def _draw_occluders(img, owner, part, rng):
         img[y0:y1, x0:x1] = np.clip(_muted(rng, 0.2, 0.8, 0.6), 0, 255).astype(np.uint8)
         owner[y0:y1, x0:x1] = _OCCLUDER
         part[y0:y1, x0:x1] = 0
+
+
+def _anchors(fig: dict, P: dict, H: float, angle: float, owner, part, pid: int) -> dict:
+    """Points a COCO-17 label lacks, for other layouts: ``neck`` (where the neck meets the
+    torso) and ``head_top`` (the top of the head along its axis, just inside the hair
+    cap), each as [x, y, v] with v as for the keypoints."""
+    c, s = math.cos(angle), math.sin(angle)
+    R = np.array([[c, s], [-s, c]]) * H
+    hup = _dir(fig["head_angle"] + math.pi)
+    pts = {"neck": (P["neck"], ("neck", "torso")),
+           "head_top": (P["head"] + (0.85 * fig["head_axes"][1] * hup) @ R, ("head", "hair"))}
+    h, w = owner.shape
+    out = {}
+    for name, (xy, parts) in pts.items():
+        x, y = float(xy[0]), float(xy[1])
+        if not (0 <= x <= w - 1 and 0 <= y <= h - 1):
+            out[name] = [0.0, 0.0, 0.0]
+            continue
+        px, py = int(round(x)), int(round(y))
+        ok = owner[py, px] == pid and PART_NAMES[part[py, px]] in parts
+        out[name] = [x, y, 2.0 if ok else 1.0]
+    return out
 
 
 def draw_keypoints(img: np.ndarray, people: Sequence[dict]) -> np.ndarray:
@@ -850,4 +874,126 @@ def make_synthetic_db(out: str, num_images: int, num_val: int = 0, seed: int = 0
             if bar is not None:
                 bar.close()
             stats["seconds"] = time.time() - t0
+    return stats
+
+
+# ------------------------------------------------------------------------------------------
+# COCO-format JSON + images in a 14-keypoint layout (the "your own keypoints" example)
+# ------------------------------------------------------------------------------------------
+#: Keypoint names written by :func:`write_synthetic_coco`, in array order. ``custom``: a
+#: layout mxpose does not ship ("Left X"/"Right X" names, the head top called ``crown``),
+#: read by ``coco_parse`` from the names and the file's skeleton; ``crowdpose``: the
+#: CrowdPose release's names, recognised as the shipped ``crowdpose`` layout.
+COCO14_NAMES = {
+    "custom": ("Left Shoulder", "Right Shoulder", "Left Elbow", "Right Elbow", "Left Wrist",
+               "Right Wrist", "Left Hip", "Right Hip", "Left Knee", "Right Knee",
+               "Left Ankle", "Right Ankle", "crown", "neck"),
+    "crowdpose": ("left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
+                  "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
+                  "right_knee", "left_ankle", "right_ankle", "head", "neck"),
+}
+# Where each of the 14 points comes from: a COCO keypoint, or an anchor of the figure.
+_COCO14_SOURCE = ("l_shoulder", "r_shoulder", "l_elbow", "r_elbow", "l_wrist", "r_wrist",
+                  "l_hip", "r_hip", "l_knee", "r_knee", "l_ankle", "r_ankle", "head_top",
+                  "neck")
+# 1-based skeleton of the written file (the custom layout's limbs).
+_COCO14_SKELETON = ((13, 14), (14, 1), (14, 2), (1, 3), (3, 5), (2, 4), (4, 6), (1, 7),
+                    (2, 8), (7, 8), (7, 9), (9, 11), (8, 10), (10, 12))
+
+
+def coco14_keypoints(person: dict) -> np.ndarray:
+    """(14, 3) x, y, v of a :func:`generate_image` person in the 14-point layout."""
+    out = np.zeros((14, 3), np.float32)
+    if "anchors" not in person or not np.any(np.asarray(person["keypoints"])[:, 2] > 0):
+        return out
+    kp = np.asarray(person["keypoints"], np.float32)
+    for j, src in enumerate(_COCO14_SOURCE):
+        out[j] = person["anchors"][src] if src in person["anchors"] else kp[_COCO.index(src)]
+    return out
+
+
+def write_synthetic_coco(out_dir: str, num_images: int, num_val: int = 0, seed: int = 0,
+                         names: str = "custom", prefix: str = "synthetic_people",
+                         progress: bool = True, **params) -> dict:
+    """Write synthetic people as a COCO-format keypoint dataset in a 14-point layout.
+
+    Writes ``out_dir/{split}/{i:06d}.jpg`` (``file_name`` ``{split}/{i:06d}.jpg``, relative
+    to ``out_dir``) and ``out_dir/{prefix}_{split}.json`` for the splits ``train``
+    (``num_images``) and ``val`` (``num_val``): a file a user could have
+    exported from a labelling tool, with one ``person`` category naming its 14 keypoints
+    (:data:`COCO14_NAMES`) and its 1-based ``skeleton``. Images are those of
+    :func:`generate_image` (same seeds as :func:`make_synthetic_db`); unlabelled figures
+    and crowds are written as COCO does (no keypoints / ``iscrowd`` with an RLE
+    segmentation). Existing image files are kept (their bytes do not change), the JSON is
+    rewritten.
+
+    Returns
+    -------
+    dict
+        ``images``, ``people`` (labelled), ``json`` (the paths by split).
+    """
+    import json
+    if names not in COCO14_NAMES:
+        raise ValueError(f"names must be one of {sorted(COCO14_NAMES)}, got {names!r}")
+    unknown = set(params) - set(DEFAULTS)
+    if unknown:
+        raise TypeError(f"unknown synthetic parameters {sorted(unknown)}")
+    p = dict(DEFAULTS, **params)
+    gen = {k: v for k, v in p.items() if k != "quality"}
+    category = {"id": 1, "name": "person", "supercategory": "person",
+                "keypoints": list(COCO14_NAMES[names]),
+                "skeleton": [list(e) for e in _COCO14_SKELETON]}
+    stats = {"images": 0, "people": 0, "json": {}}
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=num_images + num_val, unit="img", desc="synthetic coco",
+                   dynamic_ncols=True)
+    for split, count in (("train", num_images), ("val", num_val)):
+        if count <= 0:
+            continue
+        os.makedirs(os.path.join(out_dir, split), exist_ok=True)
+        images, anns = [], []
+        for i in range(count):
+            img, people, regions = generate_image(image_seed(seed, split, i), **gen)
+            fn = f"{split}/{i:06d}.jpg"         # unique across splits: one DB holds both
+            path = os.path.join(out_dir, fn)
+            if not os.path.isfile(path):
+                with open(path + ".tmp", "wb") as f:
+                    f.write(encode_jpeg(img, p["quality"]))
+                os.replace(path + ".tmp", path)
+            iid = i + 1
+            images.append({"id": iid, "file_name": fn, "width": int(img.shape[1]),
+                           "height": int(img.shape[0])})
+            by_reason = {r["reason"]: r for r in regions}
+            for q in people:
+                kp = coco14_keypoints(q)
+                ann = {"id": len(anns) + 1, "image_id": iid, "category_id": 1,
+                       "bbox": [round(float(v), 2) for v in q["bbox"]],
+                       "area": round(float(q["area"]), 2), "iscrowd": int(q["is_crowd"]),
+                       "num_keypoints": int((kp[:, 2] > 0).sum()),
+                       "keypoints": [round(float(v), 2) if j % 3 < 2 else int(v)
+                                     for j, v in enumerate(kp.reshape(-1))]}
+                reason = "crowd" if q["is_crowd"] else (
+                    "unlabelled" if q["extra"].get("unlabelled") else None)
+                if reason is not None:
+                    if reason not in by_reason or q["area"] <= 0:
+                        continue
+                    r = by_reason[reason]
+                    ann["segmentation"] = {"size": list(r["size"]), "counts": r["counts"]}
+                else:
+                    stats["people"] += 1
+                anns.append(ann)
+            stats["images"] += 1
+            if bar is not None:
+                bar.update(1)
+        path = os.path.join(out_dir, f"{prefix}_{split}.json")
+        with open(path + ".tmp", "w") as f:
+            json.dump({"info": {"description": f"mxpose synthetic people, {names} 14-point "
+                                               f"layout", "seed": int(seed), **p},
+                       "images": images, "annotations": anns, "categories": [category]}, f)
+        os.replace(path + ".tmp", path)
+        stats["json"][split] = path
+    if bar is not None:
+        bar.close()
     return stats

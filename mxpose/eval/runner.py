@@ -55,19 +55,46 @@ def samples_from_db(db, split: str, image_ids: Optional[Sequence[int]] = None
     return out
 
 
-def samples_from_coco(ann_file: str, images: str) -> (List[EvalSample], dict):
-    """Samples of every image of a COCO keypoints file that has person annotations."""
-    with open(ann_file) as f:
-        gt = json.load(f)
+def samples_from_coco(ann_file: str, images: str):
+    """Samples of every image of a COCO-format keypoint file that has annotations.
+
+    The file is read as ``coco_parse`` reads it (:class:`~mxpose.data.coco.CocoKeypoints`),
+    so its layout is the one a DB made from it stores (COCO, CrowdPose, a custom layout,
+    COCO + feet for WholeBody files) and the returned ground truth holds every person's
+    keypoints in that layout.
+
+    Returns
+    -------
+    samples : list of EvalSample
+    gt : dict
+        COCO-format ground truth in the layout.
+    layout : Skeleton
+    """
+    from ..data.coco import load_coco_keypoints
+    coco = load_coco_keypoints(ann_file)
+    sk = coco.layout
+    anns = []
+    for a in (a for v in coco.anns_by_image.values() for a in v):
+        kp = coco.person_keypoints(a)
+        anns.append({"id": a["id"], "image_id": a["image_id"], "category_id": 1,
+                     "keypoints": [float(v) for v in kp.reshape(-1)],
+                     "num_keypoints": int((kp[:, 2] > 0).sum()),
+                     "area": float(a.get("area") or a["bbox"][2] * a["bbox"][3]),
+                     "bbox": [float(v) for v in a["bbox"]],
+                     "iscrowd": int(bool(a.get("iscrowd", 0)))})
+    gt = {"images": [dict(im) for im in coco.images], "annotations": anns,
+          "categories": [{"id": 1, "name": "person", "keypoints": list(sk.keypoints),
+                          "skeleton": [[int(a) + 1, int(b) + 1] for a, b in sk.limb_index]}]}
     by_img: Dict[int, list] = {}
-    for a in gt.get("annotations", []):
+    for a in anns:
         by_img.setdefault(a["image_id"], []).append(a)
     out = []
-    for im in gt["images"]:
+    for im in coco.images:
         anns = by_img.get(im["id"], [])
         if not anns:
             continue
-        kp = np.array([a["keypoints"] for a in anns], np.float32).reshape(-1, 17, 3)
+        kp = np.array([a["keypoints"] for a in anns], np.float32).reshape(
+            -1, sk.num_keypoints, 3)
         path = os.path.join(images, im["file_name"])
 
         def load(path=path):
@@ -77,7 +104,7 @@ def samples_from_coco(ann_file: str, images: str) -> (List[EvalSample], dict):
             return img
         out.append(EvalSample(int(im["id"]), im["file_name"], load, kp, int(im["width"]),
                               int(im["height"])))
-    return out, gt
+    return out, gt, sk
 
 
 # -- rotation robustness -------------------------------------------------------------------
@@ -179,6 +206,7 @@ class EvalResult:
     failures: List[str] = field(default_factory=list)
     seconds: float = 0.0
     results: List[dict] = field(default_factory=list)
+    foot: Optional[Dict[str, float]] = None     # foot AP (layouts with the 6 foot points)
 
     @property
     def images_per_second(self) -> float:
@@ -198,6 +226,7 @@ def run_evaluation(samples: Sequence[EvalSample], gt: dict, gt_skeleton, predict
     gt_skel = get_skeleton(gt_skeleton)
     net_skel = get_skeleton(net_skeleton if net_skeleton is not None else
                             (predictor.skeleton if predictor is not None else oracle.skeleton))
+    # Each layout's own OKS sigmas (pycocotools' kpt_oks_sigmas); COCO's are the default.
     sigmas = None if gt_skel.name == "coco" else gt_skel.sigma_array
     results, failures = [], []
     gts, heads, preds = [], [], []
@@ -218,7 +247,8 @@ def run_evaluation(samples: Sequence[EvalSample], gt: dict, gt_skeleton, predict
             failures.append(f"{s.file_name}: {type(e).__name__}: {e}")
             continue
         done += 1
-        ppl = convert(people, net_skel, gt_skel)
+        # parts the network does not predict (e.g. feet) count as not found
+        ppl = convert(people, net_skel, gt_skel, missing="unlabelled")
         results += results_from_people(s.image_id, ppl, scores)
         if with_pckh and s.head_box is not None:
             gts.append(s.people)
@@ -227,8 +257,46 @@ def run_evaluation(samples: Sequence[EvalSample], gt: dict, gt_skeleton, predict
     seconds = time.perf_counter() - t0
     failed = {f.split(": ", 1)[0] for f in failures}
     ok_ids = [s.image_id for s in samples if s.file_name not in failed]
-    stats = evaluate_keypoints(gt, results, sigmas=sigmas, image_ids=ok_ids)
+    foot = None
+    feet = [n for n in _FOOT_NAMES if n in gt_skel.keypoints]
+    coco = get_skeleton("coco")
+    if len(feet) == len(_FOOT_NAMES) and set(coco.keypoints) <= set(gt_skel.keypoints):
+        # Body + feet (COCO-WholeBody, BODY_25): COCO-17 AP with COCO's sigmas, comparable
+        # to COCO's figures, and a foot AP over the 6 foot points with their sigmas.
+        body = [gt_skel.index(n) for n in coco.keypoints]
+        stats = evaluate_keypoints(*keypoint_subset(gt, results, body), image_ids=ok_ids)
+        fidx = [gt_skel.index(n) for n in feet]
+        foot = evaluate_keypoints(*keypoint_subset(gt, results, fidx),
+                                  sigmas=gt_skel.sigma_array[fidx], image_ids=ok_ids)
+    else:
+        stats = evaluate_keypoints(gt, results, sigmas=sigmas, image_ids=ok_ids)
     pk = pckh(gts, heads, preds, gt_skel.keypoints) if with_pckh and gts else None
-    return EvalResult(stats, pk, done, failures, seconds, results)
+    return EvalResult(stats, pk, done, failures, seconds, results, foot)
+
+
+_FOOT_NAMES = ("l_big_toe", "l_small_toe", "l_heel", "r_big_toe", "r_small_toe", "r_heel")
+
+
+def keypoint_subset(gt: dict, results: List[dict], index: Sequence[int]):
+    """``(gt, results)`` restricted to the keypoints ``index`` (what COCOeval then scores);
+    ``num_keypoints`` is recounted, so people without any of them are ignored, and a
+    detection without any of them found is no detection of these points (dropped)."""
+    idx = np.asarray(index, dtype=np.int64)
+
+    def cut(kp):
+        return np.asarray(kp, np.float64).reshape(-1, 3)[idx]
+    anns = []
+    for a in gt["annotations"]:
+        k = cut(a["keypoints"])
+        anns.append(dict(a, keypoints=[float(v) for v in k.reshape(-1)],
+                         num_keypoints=int((k[:, 2] > 0).sum())))
+    cats = [dict(c, keypoints=[c["keypoints"][i] for i in idx], skeleton=[])
+            for c in gt["categories"]]
+    res = []
+    for r in results:
+        k = cut(r["keypoints"])
+        if (k[:, 2] > 0).any():
+            res.append(dict(r, keypoints=[float(v) for v in k.reshape(-1)]))
+    return dict(gt, annotations=anns, categories=cats), res
 
 

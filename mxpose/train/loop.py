@@ -151,7 +151,7 @@ class PoseTrainer:
     # -- set-up -----------------------------------------------------------------------------
     def setup(self):
         import mxnet as mx
-        from ..data.dataset import PoseDataset
+        from ..data.dataset import PoseDataset, is_auto, resolve_skeleton
         from ..loss import MultiStageL2Loss
         from ..model_zoo import get_model, load_pretrained_base
 
@@ -224,6 +224,11 @@ class PoseTrainer:
         if self.batch_per_device < 1:
             raise TrainError(f"train.batch_size must be >= 1, got {self.batch_per_device}")
         self.batch = self.batch_per_device * len(self.ctxs)
+        # data.skeleton 'auto' becomes the DB's layout here, before the model is built
+        # and the config saved; a layout with unconnected keypoints is refused.
+        if self._given_dataset is not None and is_auto(cfg.data.skeleton):
+            cfg.data.skeleton = self._given_dataset.skeleton.to_dict()
+        resolve_skeleton(cfg, check=True)
         if self._given_dataset is not None:
             self.dataset = self._given_dataset
         else:
