@@ -323,17 +323,20 @@ class Predictor:
     def predict_batch(self, imgs: Sequence[np.ndarray]) -> list:
         """People of several images of one size, the network run once per scale for all
         (:meth:`maps_batch`): a list of ``(people, scores)`` as :meth:`__call__` gives."""
+        return [self.decode_maps(heat, paf, base) for heat, paf, base in self.maps_batch(imgs)]
+
+    def decode_maps(self, heat: np.ndarray, paf: np.ndarray, base) -> tuple:
+        """People of one image from its averaged maps (what :meth:`maps` returns):
+        ``(people (N, K, 3) in image pixels, scores (N,))``. Split from the network part
+        so that a video pipeline can run the two in different threads."""
         from .decode import decode
-        out = []
-        for heat, paf, base in self.maps_batch(imgs):
-            t0 = time.perf_counter()
-            # the decoder's limb-length prior uses the height of the image the maps come from
-            people, scores = decode(heat, paf, self.skeleton, stride=self.stride,
-                                    **self.decode_params)
-            self.timings["decode"] += time.perf_counter() - t0
-            self.timings["frames"] += 1
-            out.append((grid_to_image(people, base), scores))
-        return out
+        t0 = time.perf_counter()
+        # the decoder's limb-length prior uses the height of the image the maps come from
+        people, scores = decode(heat, paf, self.skeleton, stride=self.stride,
+                                **self.decode_params)
+        self.timings["decode"] += time.perf_counter() - t0
+        self.timings["frames"] += 1
+        return grid_to_image(people, base), scores
 
     def fps(self) -> dict:
         """Frames per second of the network part and of the decoder so far."""
