@@ -35,6 +35,7 @@ from ._version import __version__
 __all__ = ["ExportError", "keep_last_stage", "EXPORT_FORMAT", "EXPORT_VERSION", "INPUT_NAME",
            "export_files", "resolve_export_prefix", "make_meta", "write_meta", "read_meta",
            "output_names", "export_symbol", "export_onnx", "clean_onnx", "export_network",
+           "export_predictor",
            "OnnxRunner", "compare_maps", "people_difference", "verify_export",
            "DEFAULT_RTOL", "DEFAULT_ATOL"]
 
@@ -346,6 +347,24 @@ def export_network(net, prefix: str, meta: dict, formats=("symbol", "onnx"),
         out["onnx"] = export_onnx(out["symbol"], out["params"], export_files(prefix)["onnx"],
                                   meta["outputs"], ch, meta["stride"], meta, sample_shape)
     return out
+
+
+def export_predictor(predictor, model_name: str, model_kwargs: Optional[dict], prefix: str,
+                     formats=("symbol", "onnx"), all_stages: bool = False,
+                     source: Optional[dict] = None) -> Dict[str, str]:
+    """Export the Gluon network of a :class:`~mxpose.infer.Predictor` with a sidecar made
+    of its settings (skeleton, stride, boxsize, scales, flip, decoder thresholds): what
+    ``tools/export.py`` writes. Returns the paths as :func:`export_network`."""
+    net = predictor.net
+    num_stages = getattr(net, "num_stages", None)
+    if num_stages is None:
+        import mxnet as mx
+        num_stages = len(net(mx.nd.zeros((1, 3, 64, 64), ctx=predictor.ctx))) // 2
+    meta = make_meta(predictor.skeleton, model_name, model_kwargs, num_stages=num_stages,
+                     all_stages=all_stages, stride=predictor.stride,
+                     boxsize=predictor.boxsize, scales=predictor.scales, flip=predictor.flip,
+                     decode_params=predictor.decode_params, source=source)
+    return export_network(net, prefix, meta, formats)
 
 
 # -- running ------------------------------------------------------------------------------------
