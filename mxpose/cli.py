@@ -76,7 +76,11 @@ def add_predictor_args(p: argparse.ArgumentParser):
                         "(default: the config's test.scales, 1.0)")
     g.add_argument("--cmu-scales", action="store_true",
                    help="CMU's evaluation setting: scales 0.5,1,1.5,2")
-    g.add_argument("--flip", action="store_true", help="also run the mirrored image")
+    f = g.add_mutually_exclusive_group()
+    f.add_argument("--flip", action="store_true", default=None,
+                   help="also run the mirrored image (default: the config's test.flip)")
+    f.add_argument("--no-flip", dest="flip", action="store_false",
+                   help="do not, even where the config's test.flip asks for it")
     g.add_argument("--boxsize", type=int, default=None, help="network input height (368)")
 
 
@@ -143,8 +147,8 @@ def predictor_kwargs(args) -> dict:
             kw["scales"] = tuple(float(s) for s in args.scales.split(","))
         except ValueError:
             raise CLIError(f"--scales must be comma-separated numbers, got {args.scales!r}")
-    if getattr(args, "flip", False):
-        kw["flip"] = True
+    if getattr(args, "flip", None) is not None:
+        kw["flip"] = bool(args.flip)
     if getattr(args, "boxsize", None):
         kw["boxsize"] = args.boxsize
     return kw
@@ -210,10 +214,11 @@ def _selected_iteration(args, prefix, saved) -> int:
     return parse_iterations(None, saved)[0]
 
 
-def load_exported_predictor(path: str, engine: str, args=None):
+def load_exported_predictor(path: str, engine: str, args=None, spin: bool = True):
     """Predictor of an export of tools/export.py; ``engine`` 'mxnet' runs its symbol files,
-    'onnx' its .onnx in onnxruntime (MXNet is not imported). The inference flags of
-    ``args`` override the export's defaults."""
+    'onnx' its .onnx in onnxruntime (MXNet is not imported; ``spin``: see
+    :class:`mxpose.export.OnnxRunner`). The inference flags of ``args`` override the
+    export's defaults."""
     from .export import export_files
     from .infer import Predictor
     files = export_files(path)
@@ -227,7 +232,7 @@ def load_exported_predictor(path: str, engine: str, args=None):
     if engine == "mxnet":
         return Predictor.from_exported(path, engine="symbol", ctx=context_from_args(args)
                                        if args is not None else None, **kw)
-    return Predictor.from_exported(path, engine="onnx", **kw)
+    return Predictor.from_exported(path, engine="onnx", spin=spin, **kw)
 
 
 def onnx_cache_prefix(args, prefix: str, iteration: int) -> str:
@@ -247,7 +252,7 @@ def _weights_stamp(params: str) -> dict:
     return {"params": os.path.realpath(params), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def load_onnx_predictor(args):
+def load_onnx_predictor(args, spin: bool = True):
     """The onnx engine for a checkpoint: exported once to :func:`onnx_cache_prefix` (this
     step needs MXNet and onnx) and reused while the weights file, the model and the
     skeleton are unchanged. Returns ``(cfg, prefix, iteration, predictor)`` as
@@ -287,4 +292,4 @@ def load_onnx_predictor(args):
     t = cfg.test
     kw = dict({"scales": t.scales, "flip": t.flip, "boxsize": t.boxsize,
                "decode_params": decode_params_from_config(cfg)}, **predictor_kwargs(args))
-    return cfg, prefix, it, Predictor.from_exported(out, engine="onnx", **kw)
+    return cfg, prefix, it, Predictor.from_exported(out, engine="onnx", spin=spin, **kw)

@@ -380,9 +380,14 @@ class OnnxRunner:
         then CPU.
     threads : int
         Intra-op threads (0: onnxruntime's default, one per physical core).
+    spin : bool
+        Let idle intra-op threads busy-wait for the next operator (onnxruntime's default:
+        fastest alone). False frees the cores between operators for other threads, e.g.
+        the decoding and drawing of a video pipeline.
     """
 
-    def __init__(self, path: str, providers: Optional[Sequence[str]] = None, threads: int = 0):
+    def __init__(self, path: str, providers: Optional[Sequence[str]] = None, threads: int = 0,
+                 spin: bool = True):
         try:
             import onnxruntime as ort
         except ImportError:
@@ -402,6 +407,8 @@ class OnnxRunner:
         so.log_severity_level = 3  # warnings about unused initializers etc. are noise here
         if threads:
             so.intra_op_num_threads = int(threads)
+        if not spin:
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.path = path
         self.session = ort.InferenceSession(path, so, providers=list(providers))
         self.input_name = self.session.get_inputs()[0].name

@@ -168,7 +168,7 @@ class Predictor:
 
     @classmethod
     def from_exported(cls, path: str, engine: str = "symbol", ctx=None, providers=None,
-                      threads: int = 0, **kw):
+                      threads: int = 0, spin: bool = True, **kw):
         """Run an export of :mod:`mxpose.export` (``tools/export.py``) without the model
         code: the sidecar ``X-meta.json`` gives the skeleton, stride, boxsize and the
         default scales, flip and decoder thresholds (``kw`` overrides them).
@@ -186,6 +186,9 @@ class Predictor:
             onnxruntime providers of the 'onnx' engine (default: CUDA if available, CPU).
         threads : int
             onnxruntime intra-op threads (0: its default).
+        spin : bool
+            onnxruntime threads busy-wait between operators (see
+            :class:`mxpose.export.OnnxRunner`).
         """
         from .export import OnnxRunner, export_files, read_meta
         from .skeleton import Skeleton
@@ -213,8 +216,8 @@ class Predictor:
             net.hybridize(static_alloc=True)
             pred = cls(net, skel, ctx=ctx, **kw)
         elif engine == "onnx":
-            pred = cls(OnnxRunner(files["onnx"], providers=providers, threads=threads), skel,
-                       engine="numpy", **kw)
+            runner = OnnxRunner(files["onnx"], providers=providers, threads=threads, spin=spin)
+            pred = cls(runner, skel, engine="numpy", **kw)
         else:
             raise ValueError(f"unknown engine {engine!r}; use 'symbol' or 'onnx'")
         pred.engine = engine

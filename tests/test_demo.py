@@ -181,3 +181,18 @@ def test_engine_user_errors(moving_maps, tiny_weights, tmp_path):
     r = demo("--exported", moving_maps["prefix"], "--images", moving_maps["frames"],
              "--track", "--patience", "-1")
     assert r.returncode == 2 and "--patience" in r.stderr
+
+
+def test_flip_flags_reach_the_predictor(moving_maps):
+    import argparse
+    from mxpose.cli import add_predictor_args, predictor_kwargs
+    from mxpose.infer import Predictor
+    p = argparse.ArgumentParser()
+    add_predictor_args(p)
+    assert "flip" not in predictor_kwargs(p.parse_args([]))
+    for argv, want in ((["--flip"], True), (["--no-flip"], False)):
+        kw = predictor_kwargs(p.parse_args(argv))
+        assert kw["flip"] is want
+        assert Predictor.from_exported(moving_maps["prefix"], engine="onnx", **kw).flip is want
+    with pytest.raises(SystemExit):
+        p.parse_args(["--flip", "--no-flip"])
