@@ -119,6 +119,7 @@ class Tracker:
         self.min_oks = float(min_oks)
         self.patience = int(patience)
         self.momentum = float(momentum)
+        self.next_id = 1
         self.reset()
 
     def reset(self):
@@ -128,8 +129,6 @@ class Tracker:
         self.poses = np.zeros((0, K, 3), np.float32)       # last seen pose per track
         self.velocity = np.zeros((0, 2), np.float32)       # px per frame
         self.missed = np.zeros(0, np.int64)                # frames since last seen
-        if not hasattr(self, "next_id"):
-            self.next_id = 1
 
     def predicted(self) -> np.ndarray:
         """(T, K, 3) where each track's person is expected in the next frame."""

@@ -124,6 +124,8 @@ def test_tracker_new_ids_retirement_and_config_reaching_matching():
     far = a.copy()
     far[..., 0] += 300
     assert t.update(np.concatenate([far, a])).tolist() == [3, 2]
+    t.reset()                                           # a new shot: ids are not reused
+    assert t.update(a).tolist() == [4]
     # min_oks reaches the matching: a 20 px shift is below a strict threshold only
     shifted = a.copy()
     shifted[..., 0] += 20
