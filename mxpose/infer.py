@@ -268,6 +268,18 @@ class Predictor:
         -------
         list of (heatmaps, pafs, base) as :meth:`maps` gives for each image.
         """
+        t0 = time.perf_counter()
+        inputs = self.prepare_batch(imgs)
+        if not inputs:
+            return []
+        self.timings["net"] += time.perf_counter() - t0
+        return self.maps_from_inputs(inputs)
+
+    def prepare_batch(self, imgs: Sequence[np.ndarray]) -> list:
+        """The network inputs of images of one size, per scale: ``(batch float32 (B, 3,
+        h, w), then the B mirrored copies with flip; (sx, sy) resize factors)``: resized,
+        padded and normalised. :meth:`maps_batch` is ``maps_from_inputs(prepare_batch(
+        imgs))``; a video pipeline prepares the next frame while the network runs."""
         imgs = list(imgs)
         if not imgs:
             return []
@@ -277,21 +289,29 @@ class Predictor:
         if any(img.shape != imgs[0].shape for img in imgs):
             raise ValueError("maps_batch needs images of one size, got "
                              f"{sorted({img.shape for img in imgs})}")
-        n_img = len(imgs)
-        heat_sum = [None] * n_img
-        paf_sum = [None] * n_img
-        base = None
-        t0 = time.perf_counter()
+        out = []
         for scale in self.scales:
             xs = []
             for img in imgs:
-                padded, (sx, sy) = self._prepare(img, scale)
+                padded, base = self._prepare(img, scale)
                 xs.append(normalize_image(padded))
             x = np.stack(xs)
             if self.flip:
                 # batch order: the images, then their mirrored copies
                 x = np.concatenate([x, x[..., ::-1]], axis=0)
-            paf, heat = self._forward(np.ascontiguousarray(x))
+            out.append((np.ascontiguousarray(x), base))
+        return out
+
+    def maps_from_inputs(self, inputs: list) -> list:
+        """Averaged maps of the images of :meth:`prepare_batch`'s ``inputs``: the
+        network and the merging of scales and flips; a list as :meth:`maps_batch`."""
+        t0 = time.perf_counter()
+        n_img = inputs[0][0].shape[0] // (2 if self.flip else 1)
+        heat_sum = [None] * n_img
+        paf_sum = [None] * n_img
+        base = None
+        for x, (sx, sy) in inputs:
+            paf, heat = self._forward(x)
             if base is None:
                 base = (sx, sy)
                 out_hw = heat.shape[2:]

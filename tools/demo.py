@@ -14,8 +14,8 @@ and the onnx package) and reuses that file until the weights change. --exported 
 the files tools/export.py wrote for prefix X (X.onnx: no MXNet needed at all; the
 -symbol.json/.params pair with --engine mxnet).
 
-Frames are read, run through the network and decoded + drawn in three threads at the
-same time, so a video runs at the speed of the network alone. Output: annotated images
+Frames are read, resized, run through the network and decoded + drawn in four threads
+at the same time, so a video runs at the speed of the network alone. Output: annotated images
 (or an annotated .avi for --video/--camera) in --out, optional JSON of the poses
 (--json), and the frames per second of each part and of the whole.
 
@@ -224,9 +224,13 @@ def main(argv=None):
     tracker = Tracker(pred.skeleton, patience=args.patience) if track else None
     smoother = PoseSmoother(args.smooth_cutoff, args.smooth_beta) if args.smooth else None
 
-    def network(item):
+    def prepare(item):          # resize + normalise off the network's thread
         name, img, t = item
-        return name, img, t, pred.maps(img)
+        return name, img, t, pred.prepare_batch([img])
+
+    def network(item):
+        name, img, t, inputs = item
+        return name, img, t, pred.maps_from_inputs(inputs)[0]
 
     def decode_and_draw(item):
         name, img, t, (heat, paf, base) = item
@@ -240,7 +244,8 @@ def main(argv=None):
     out = _Output(args.out, fps)
     poses = []
     t0, cpu0 = time.perf_counter(), time.process_time()
-    pipe = Pipeline(frames, [network, decode_and_draw], names=["read", "network", "decode"])
+    pipe = Pipeline(frames, [prepare, network, decode_and_draw],
+                    names=["read", "prepare", "network", "decode"])
     try:
         with pipe:
             for name, vis, people, scores, ids in pipe:
@@ -265,7 +270,8 @@ def main(argv=None):
     rate = {k: n / max(v, 1e-9) for k, v in pipe.busy.items()}
     print(f"{n} frames -> {args.out}: network {f['net_fps']:.2f} FPS, decode "
           f"{f['decode_fps']:.1f} FPS, overall {n / wall:.2f} FPS (engine {pred.engine}; "
-          f"read {rate['read']:.0f} FPS, decode+track+draw {rate['decode']:.0f} FPS; "
+          f"read {rate['read']:.0f} FPS, resize {rate['prepare']:.0f} FPS, "
+          f"decode+track+draw {rate['decode']:.0f} FPS; "
           f"CPU {1000 * cpu / n:.0f} ms per frame)")
     return 0
 
