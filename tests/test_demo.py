@@ -128,6 +128,7 @@ def tiny_weights(tmp_path_factory):
     return {"weights": str(weights), "cfg": str(cfg), "dir": d}
 
 
+@pytest.mark.slow
 def test_onnx_engine_on_a_checkpoint_exports_once_and_matches_mxnet(tiny_weights, media,
                                                                      tmp_path):
     img = os.path.join(media, "COCO_val2014_000000000192.jpg")
