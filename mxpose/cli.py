@@ -8,8 +8,9 @@ import sys
 from typing import List, Optional, Sequence
 
 __all__ = ["use_all_cores", "CLIError", "add_checkpoint_args", "add_predictor_args", "resolve_run",
-           "parse_iterations", "build_predictor", "load_predictor", "context_from_args",
-           "run_main"]
+           "parse_iterations", "predictor_kwargs", "build_predictor", "load_predictor",
+           "load_exported_predictor", "onnx_cache_prefix", "load_onnx_predictor",
+           "context_from_args", "run_main"]
 
 
 def use_all_cores():
@@ -75,7 +76,11 @@ def add_predictor_args(p: argparse.ArgumentParser):
                         "(default: the config's test.scales, 1.0)")
     g.add_argument("--cmu-scales", action="store_true",
                    help="CMU's evaluation setting: scales 0.5,1,1.5,2")
-    g.add_argument("--flip", action="store_true", help="also run the mirrored image")
+    f = g.add_mutually_exclusive_group()
+    f.add_argument("--flip", action="store_true", default=None,
+                   help="also run the mirrored image (default: the config's test.flip)")
+    f.add_argument("--no-flip", dest="flip", action="store_false",
+                   help="do not, even where the config's test.flip asks for it")
     g.add_argument("--boxsize", type=int, default=None, help="network input height (368)")
 
 
@@ -151,10 +156,10 @@ def _resolve_layout(cfg, saved, prefix):
                        f"keypoints) the checkpoints under {prefix} were trained on")
 
 
-def build_predictor(args, cfg, prefix, iteration, ctx=None):
-    """A Predictor for ``iteration`` of ``prefix`` (or ``args.weights``)."""
-    from .infer import CMU_SCALES, Predictor
-    from .train.checkpoint import checkpoint_path
+def predictor_kwargs(args) -> dict:
+    """Predictor keyword arguments of the inference flags (--scales, --cmu-scales, --flip,
+    --boxsize) that were given; the others keep the run's or the export's defaults."""
+    from .infer import CMU_SCALES
     kw = {}
     if getattr(args, "cmu_scales", False):
         kw["scales"] = CMU_SCALES
@@ -163,10 +168,30 @@ def build_predictor(args, cfg, prefix, iteration, ctx=None):
             kw["scales"] = tuple(float(s) for s in args.scales.split(","))
         except ValueError:
             raise CLIError(f"--scales must be comma-separated numbers, got {args.scales!r}")
-    if getattr(args, "flip", False):
-        kw["flip"] = True
+    if getattr(args, "flip", None) is not None:
+        kw["flip"] = bool(args.flip)
     if getattr(args, "boxsize", None):
         kw["boxsize"] = args.boxsize
+    return kw
+
+
+def build_predictor(args, cfg, prefix, iteration, ctx=None):
+    """A Predictor for ``iteration`` of ``prefix`` (or ``args.weights``)."""
+    from .infer import Predictor
+    kw = predictor_kwargs(args)
+    params = _params_file(args, prefix, iteration)
+    try:
+        return Predictor.from_params(params, cfg, ctx=ctx, **kw)
+    except (AssertionError, ValueError, RuntimeError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CLIError(f"cannot load {params} into {cfg.model.name} for skeleton "
+                       f"{cfg.data.skeleton if isinstance(cfg.data.skeleton, str) else 'custom'}"
+                       f": {msg}")
+
+
+def _params_file(args, prefix, iteration) -> str:
+    """The .params file of ``args.weights`` or of ``iteration`` of ``prefix``; checked."""
+    from .train.checkpoint import checkpoint_path
     if args.weights:
         if not os.path.isfile(args.weights):
             raise CLIError(f"weights file {args.weights} does not exist")
@@ -175,13 +200,7 @@ def build_predictor(args, cfg, prefix, iteration, ctx=None):
         params = checkpoint_path(prefix, iteration, "params")
         if not os.path.isfile(params):
             raise CLIError(f"checkpoint {params} does not exist")
-    try:
-        return Predictor.from_params(params, cfg, ctx=ctx, **kw)
-    except (AssertionError, ValueError, RuntimeError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CLIError(f"cannot load {params} into {cfg.model.name} for skeleton "
-                       f"{cfg.data.skeleton if isinstance(cfg.data.skeleton, str) else 'custom'}"
-                       f": {msg}")
+    return params
 
 
 def context_from_args(args):
@@ -200,14 +219,98 @@ def load_predictor(args):
     saved checkpoint, ``--weights`` counts as iteration 0.
     """
     cfg, prefix, saved = resolve_run(args)
-    if args.weights:
-        it = 0
-    elif args.epoch is not None:
-        it = args.epoch
-    else:
-        if not saved:
-            raise CLIError(f"no checkpoint found under prefix {prefix}; train first or give "
-                           "--prefix/--workdir/--weights")
-        it = parse_iterations(None, saved)[0]
+    it = _selected_iteration(args, prefix, saved)
     pred = build_predictor(args, cfg, prefix, it, ctx=context_from_args(args))
     return cfg, prefix, it, pred
+
+
+def _selected_iteration(args, prefix, saved) -> int:
+    if args.weights:
+        return 0
+    if args.epoch is not None:
+        return args.epoch
+    if not saved:
+        raise CLIError(f"no checkpoint found under prefix {prefix}; train first or give "
+                       "--prefix/--workdir/--weights")
+    return parse_iterations(None, saved)[0]
+
+
+def load_exported_predictor(path: str, engine: str, args=None, spin: bool = True):
+    """Predictor of an export of tools/export.py; ``engine`` 'mxnet' runs its symbol files,
+    'onnx' its .onnx in onnxruntime (MXNet is not imported; ``spin``: see
+    :class:`mxpose.export.OnnxRunner`). The inference flags of ``args`` override the
+    export's defaults."""
+    from .export import export_files
+    from .infer import Predictor
+    files = export_files(path)
+    if not os.path.isfile(files["meta"]):
+        raise CLIError(f"{path} is not an export of tools/export.py: {files['meta']} does "
+                       "not exist")
+    if engine == "onnx" and not os.path.isfile(files["onnx"]):
+        raise CLIError(f"export {path} has no ONNX file {files['onnx']}; export with "
+                       "--formats onnx or use --engine mxnet")
+    kw = predictor_kwargs(args) if args is not None else {}
+    if engine == "mxnet":
+        return Predictor.from_exported(path, engine="symbol", ctx=context_from_args(args)
+                                       if args is not None else None, **kw)
+    return Predictor.from_exported(path, engine="onnx", spin=spin, **kw)
+
+
+def onnx_cache_prefix(args, prefix: str, iteration: int) -> str:
+    """Where the onnx engine keeps the ONNX export of a checkpoint: ``--onnx-cache`` or
+    ``onnx_cache/`` beside the weights, named after the checkpoint."""
+    if args.weights:
+        folder, name = os.path.dirname(args.weights), os.path.splitext(
+            os.path.basename(args.weights))[0]
+    else:
+        folder, name = os.path.dirname(prefix), "%s-%04d" % (os.path.basename(prefix), iteration)
+    cache = getattr(args, "onnx_cache", None) or os.path.join(folder or ".", "onnx_cache")
+    return os.path.join(cache, name)
+
+
+def _weights_stamp(params: str) -> dict:
+    st = os.stat(params)
+    return {"params": os.path.realpath(params), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def load_onnx_predictor(args, spin: bool = True):
+    """The onnx engine for a checkpoint: exported once to :func:`onnx_cache_prefix` (this
+    step needs MXNet and onnx) and reused while the weights file, the model and the
+    skeleton are unchanged. Returns ``(cfg, prefix, iteration, predictor)`` as
+    :func:`load_predictor`; the run's test settings are the defaults."""
+    from .export import export_files, export_predictor, read_meta, _plain
+    from .infer import Predictor, decode_params_from_config
+    from .skeleton import get_skeleton
+    cfg, prefix, saved = resolve_run(args)
+    it = _selected_iteration(args, prefix, saved)
+    params = _params_file(args, prefix, it)
+    out = onnx_cache_prefix(args, prefix, it)
+    source = dict(_weights_stamp(params), experiment=str(cfg.name))
+    model = {"name": cfg.model.name, "kwargs": _plain(dict(cfg.model.kwargs))}
+    skel = get_skeleton(cfg.data.skeleton).to_dict()
+    try:
+        meta = read_meta(out) if os.path.isfile(export_files(out)["onnx"]) else None
+    except Exception:   # a broken cache entry is rebuilt
+        meta = None
+    fresh = (meta is not None and meta.get("source") == source and meta["skeleton"] == skel
+             and {k: meta["model"][k] for k in ("name", "kwargs")} == model)
+    if not fresh:
+        try:
+            import onnx  # noqa: F401
+        except ImportError:
+            raise CLIError("the onnx engine exports the checkpoint first, which needs the onnx "
+                           "package (pip install -c constraints.txt onnx==1.15.0); or export "
+                           "with tools/export.py and pass --exported, or use --engine mxnet")
+        gluon = build_predictor(args, cfg, prefix, it)
+        print(f"exporting {params} to {out}.onnx for the onnx engine (reused until the "
+              "weights change)")
+        try:
+            os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+            export_predictor(gluon, cfg.model.name, dict(cfg.model.kwargs), out,
+                             formats=("onnx",), source=source)
+        except OSError as e:
+            raise CLIError(f"cannot write the ONNX export {out}: {e}; pass --onnx-cache DIR")
+    t = cfg.test
+    kw = dict({"scales": t.scales, "flip": t.flip, "boxsize": t.boxsize,
+               "decode_params": decode_params_from_config(cfg)}, **predictor_kwargs(args))
+    return cfg, prefix, it, Predictor.from_exported(out, engine="onnx", spin=spin, **kw)

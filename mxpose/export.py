@@ -35,6 +35,7 @@ from ._version import __version__
 __all__ = ["ExportError", "keep_last_stage", "EXPORT_FORMAT", "EXPORT_VERSION", "INPUT_NAME",
            "export_files", "resolve_export_prefix", "make_meta", "write_meta", "read_meta",
            "output_names", "export_symbol", "export_onnx", "clean_onnx", "export_network",
+           "export_predictor",
            "OnnxRunner", "compare_maps", "people_difference", "verify_export",
            "DEFAULT_RTOL", "DEFAULT_ATOL"]
 
@@ -348,6 +349,24 @@ def export_network(net, prefix: str, meta: dict, formats=("symbol", "onnx"),
     return out
 
 
+def export_predictor(predictor, model_name: str, model_kwargs: Optional[dict], prefix: str,
+                     formats=("symbol", "onnx"), all_stages: bool = False,
+                     source: Optional[dict] = None) -> Dict[str, str]:
+    """Export the Gluon network of a :class:`~mxpose.infer.Predictor` with a sidecar made
+    of its settings (skeleton, stride, boxsize, scales, flip, decoder thresholds): what
+    ``tools/export.py`` writes. Returns the paths as :func:`export_network`."""
+    net = predictor.net
+    num_stages = getattr(net, "num_stages", None)
+    if num_stages is None:
+        import mxnet as mx
+        num_stages = len(net(mx.nd.zeros((1, 3, 64, 64), ctx=predictor.ctx))) // 2
+    meta = make_meta(predictor.skeleton, model_name, model_kwargs, num_stages=num_stages,
+                     all_stages=all_stages, stride=predictor.stride,
+                     boxsize=predictor.boxsize, scales=predictor.scales, flip=predictor.flip,
+                     decode_params=predictor.decode_params, source=source)
+    return export_network(net, prefix, meta, formats)
+
+
 # -- running ------------------------------------------------------------------------------------
 class OnnxRunner:
     """onnxruntime session of an exported ``.onnx``: ``runner(batch) -> (pafs, heatmaps)``.
@@ -361,9 +380,14 @@ class OnnxRunner:
         then CPU.
     threads : int
         Intra-op threads (0: onnxruntime's default, one per physical core).
+    spin : bool
+        Let idle intra-op threads busy-wait for the next operator (onnxruntime's default:
+        fastest alone). False frees the cores between operators for other threads, e.g.
+        the decoding and drawing of a video pipeline.
     """
 
-    def __init__(self, path: str, providers: Optional[Sequence[str]] = None, threads: int = 0):
+    def __init__(self, path: str, providers: Optional[Sequence[str]] = None, threads: int = 0,
+                 spin: bool = True):
         try:
             import onnxruntime as ort
         except ImportError:
@@ -383,6 +407,8 @@ class OnnxRunner:
         so.log_severity_level = 3  # warnings about unused initializers etc. are noise here
         if threads:
             so.intra_op_num_threads = int(threads)
+        if not spin:
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.path = path
         self.session = ort.InferenceSession(path, so, providers=list(providers))
         self.input_name = self.session.get_inputs()[0].name

@@ -169,7 +169,7 @@ class Predictor:
 
     @classmethod
     def from_exported(cls, path: str, engine: str = "symbol", ctx=None, providers=None,
-                      threads: int = 0, **kw):
+                      threads: int = 0, spin: bool = True, **kw):
         """Run an export of :mod:`mxpose.export` (``tools/export.py``) without the model
         code: the sidecar ``X-meta.json`` gives the skeleton, stride, boxsize and the
         default scales, flip and decoder thresholds (``kw`` overrides them).
@@ -187,6 +187,9 @@ class Predictor:
             onnxruntime providers of the 'onnx' engine (default: CUDA if available, CPU).
         threads : int
             onnxruntime intra-op threads (0: its default).
+        spin : bool
+            onnxruntime threads busy-wait between operators (see
+            :class:`mxpose.export.OnnxRunner`).
         """
         from .export import OnnxRunner, export_files, read_meta
         from .skeleton import Skeleton
@@ -214,8 +217,8 @@ class Predictor:
             net.hybridize(static_alloc=True)
             pred = cls(net, skel, ctx=ctx, **kw)
         elif engine == "onnx":
-            pred = cls(OnnxRunner(files["onnx"], providers=providers, threads=threads), skel,
-                       engine="numpy", **kw)
+            runner = OnnxRunner(files["onnx"], providers=providers, threads=threads, spin=spin)
+            pred = cls(runner, skel, engine="numpy", **kw)
         else:
             raise ValueError(f"unknown engine {engine!r}; use 'symbol' or 'onnx'")
         pred.engine = engine
@@ -266,6 +269,18 @@ class Predictor:
         -------
         list of (heatmaps, pafs, base) as :meth:`maps` gives for each image.
         """
+        t0 = time.perf_counter()
+        inputs = self.prepare_batch(imgs)
+        if not inputs:
+            return []
+        self.timings["net"] += time.perf_counter() - t0
+        return self.maps_from_inputs(inputs)
+
+    def prepare_batch(self, imgs: Sequence[np.ndarray]) -> list:
+        """The network inputs of images of one size, per scale: ``(batch float32 (B, 3,
+        h, w), then the B mirrored copies with flip; (sx, sy) resize factors)``: resized,
+        padded and normalised. :meth:`maps_batch` is ``maps_from_inputs(prepare_batch(
+        imgs))``; a video pipeline prepares the next frame while the network runs."""
         imgs = list(imgs)
         if not imgs:
             return []
@@ -275,21 +290,29 @@ class Predictor:
         if any(img.shape != imgs[0].shape for img in imgs):
             raise ValueError("maps_batch needs images of one size, got "
                              f"{sorted({img.shape for img in imgs})}")
-        n_img = len(imgs)
-        heat_sum = [None] * n_img
-        paf_sum = [None] * n_img
-        base = None
-        t0 = time.perf_counter()
+        out = []
         for scale in self.scales:
             xs = []
             for img in imgs:
-                padded, (sx, sy) = self._prepare(img, scale)
+                padded, base = self._prepare(img, scale)
                 xs.append(normalize_image(padded))
             x = np.stack(xs)
             if self.flip:
                 # batch order: the images, then their mirrored copies
                 x = np.concatenate([x, x[..., ::-1]], axis=0)
-            paf, heat = self._forward(np.ascontiguousarray(x))
+            out.append((np.ascontiguousarray(x), base))
+        return out
+
+    def maps_from_inputs(self, inputs: list) -> list:
+        """Averaged maps of the images of :meth:`prepare_batch`'s ``inputs``: the
+        network and the merging of scales and flips; a list as :meth:`maps_batch`."""
+        t0 = time.perf_counter()
+        n_img = inputs[0][0].shape[0] // (2 if self.flip else 1)
+        heat_sum = [None] * n_img
+        paf_sum = [None] * n_img
+        base = None
+        for x, (sx, sy) in inputs:
+            paf, heat = self._forward(x)
             if base is None:
                 base = (sx, sy)
                 out_hw = heat.shape[2:]
@@ -324,17 +347,20 @@ class Predictor:
     def predict_batch(self, imgs: Sequence[np.ndarray]) -> list:
         """People of several images of one size, the network run once per scale for all
         (:meth:`maps_batch`): a list of ``(people, scores)`` as :meth:`__call__` gives."""
+        return [self.decode_maps(heat, paf, base) for heat, paf, base in self.maps_batch(imgs)]
+
+    def decode_maps(self, heat: np.ndarray, paf: np.ndarray, base) -> tuple:
+        """People of one image from its averaged maps (what :meth:`maps` returns):
+        ``(people (N, K, 3) in image pixels, scores (N,))``. Split from the network part
+        so that a video pipeline can run the two in different threads."""
         from .decode import decode
-        out = []
-        for heat, paf, base in self.maps_batch(imgs):
-            t0 = time.perf_counter()
-            # the decoder's limb-length prior uses the height of the image the maps come from
-            people, scores = decode(heat, paf, self.skeleton, stride=self.stride,
-                                    **self.decode_params)
-            self.timings["decode"] += time.perf_counter() - t0
-            self.timings["frames"] += 1
-            out.append((grid_to_image(people, base), scores))
-        return out
+        t0 = time.perf_counter()
+        # the decoder's limb-length prior uses the height of the image the maps come from
+        people, scores = decode(heat, paf, self.skeleton, stride=self.stride,
+                                **self.decode_params)
+        self.timings["decode"] += time.perf_counter() - t0
+        self.timings["frames"] += 1
+        return grid_to_image(people, base), scores
 
     def fps(self) -> dict:
         """Frames per second of the network part and of the decoder so far."""

@@ -19,12 +19,13 @@ def limb_colors(n: int):
 
 
 def draw_people(img: np.ndarray, people: np.ndarray, skeleton, thickness: int = 0,
-                radius: int = 0, min_score: float = 0.0) -> np.ndarray:
+                radius: int = 0, min_score: float = 0.0, labels=None) -> np.ndarray:
     """Draw people ``(N, K, 3)`` (x, y, v/score) on a copy of a BGR image.
 
     Limbs get one colour each (the same limb, the same colour, for every person), and
     keypoints a dot in the colour of their first limb. Sizes scale with the image when
-    ``thickness``/``radius`` are 0.
+    ``thickness``/``radius`` are 0. ``labels`` (one per person, e.g. track ids) are
+    written above each person's highest keypoint.
     """
     out = img.copy()
     h, w = out.shape[:2]
@@ -45,7 +46,23 @@ def draw_people(img: np.ndarray, people: np.ndarray, skeleton, thickness: int = 
         for k in np.flatnonzero(ok):
             c = tuple(int(round(v)) for v in person[k, :2])
             cv2.circle(out, c, radius, kp_color.get(int(k), (255, 255, 255)), -1, cv2.LINE_AA)
+    if labels is not None:
+        _draw_labels(out, np.asarray(people, np.float32).reshape(-1, skeleton.num_keypoints, 3),
+                     labels, min_score, thickness)
     return out
+
+
+def _draw_labels(out, people, labels, min_score, thickness):
+    scale = thickness / 3.0
+    for person, label in zip(people, labels):
+        ok = person[:, 2] > min_score
+        if not ok.any():
+            continue
+        top = person[ok][np.argmin(person[ok, 1])]
+        org = (int(round(top[0])), max(0, int(round(top[1] - 3 * thickness))))
+        for color, t in (((0, 0, 0), thickness + 2), ((255, 255, 255), max(1, thickness // 2))):
+            cv2.putText(out, str(label), org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, t,
+                        cv2.LINE_AA)
 
 
 def heatmap_overlay(img: np.ndarray, heatmaps: np.ndarray, alpha: float = 0.5) -> np.ndarray:
