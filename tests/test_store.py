@@ -205,6 +205,24 @@ def test_read_only_connection(small_db):
     assert len(db) == 2
 
 
+
+@pytest.mark.parametrize("folder", ["x%41", "a#b", "q?mode=rw", "sp ace%20"])
+def test_special_characters_in_the_path_open_that_file(tmp_path, folder):
+    # A folder named x%41 must not be read as xA; '#' and '?' must not cut the path (the
+    # cut path would be created, empty, by a connection meant to be read-only).
+    d = tmp_path / folder
+    d.mkdir()
+    decoy = tmp_path / "xA"
+    decoy.mkdir()
+    for where, name in ((d, "s.db"), (decoy, "s.db")):
+        with PoseDBWriter(str(where / name), dataset="mpii", skeleton="mpii") as w:
+            w.add_image(f"{where.name}.png", _png(), 40, 30, "train")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    db = PoseDB(str(d / "s.db"))
+    assert db.image_info(int(db.image_ids()[0]))["file_name"] == f"{folder}.png"
+    assert len(db) == 1
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before   # nothing created
+
 # -- multi-process safety -----------------------------------------------------------------
 def test_pickle_drops_the_connection(small_db):
     db = PoseDB(small_db[0])

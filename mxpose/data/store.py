@@ -21,6 +21,7 @@ import sqlite3
 import threading
 import time
 from typing import Dict, Iterable, List, Optional, Sequence
+from urllib.parse import quote
 
 import numpy as np
 
@@ -119,7 +120,9 @@ def _encode_person(p: dict, num_keypoints: int, where: str) -> tuple:
 
 def _connect(path: str, readonly: bool) -> sqlite3.Connection:
     if readonly:
-        uri = "file:" + os.path.abspath(path) + "?mode=ro"
+        # SQLite URI rules: '%', '#' and '?' in a folder name must be percent-encoded, or the
+        # path is cut there (another DB is read, or an empty file created at the cut).
+        uri = "file:" + quote(os.path.abspath(path), safe="/") + "?mode=ro"
         con = sqlite3.connect(uri, uri=True, check_same_thread=True)
     else:
         con = sqlite3.connect(path, isolation_level=None)   # explicit BEGIN/COMMIT
