@@ -9,7 +9,7 @@ from typing import List, Optional, Sequence
 
 __all__ = ["use_all_cores", "CLIError", "add_checkpoint_args", "add_predictor_args", "resolve_run",
            "parse_iterations", "build_predictor", "load_predictor", "context_from_args",
-           "run_main"]
+           "run_main", "os_error_message", "checked_write"]
 
 
 def use_all_cores():
@@ -27,18 +27,38 @@ class CLIError(Exception):
     """A user mistake: printed as one line, exit code 2."""
 
 
-def run_main(fn, argv=None) -> int:
-    """Call ``fn(argv)``; known user errors become ``tool: error: message`` and exit 2."""
+def os_error_message(e: OSError) -> str:
+    """One line for an OS error, naming the file: 'PATH: No space left on device (...)'."""
+    import errno
+    what = e.strerror or str(e)
+    name = e.filename if e.filename is not None else ""
+    hint = {errno.ENOSPC: " (disk full: free some space and re-run)",
+            errno.EROFS: " (read-only file system: choose another folder)",
+            errno.EACCES: " (no permission: choose another folder)"}.get(e.errno, "")
+    return f"{name}: {what}{hint}" if name else f"{what}{hint}"
+
+
+def run_main(fn, argv=None, errors: tuple = ()) -> int:
+    """Call ``fn(argv)``; user errors become ``tool: error: message`` and exit 2.
+
+    The one place where the tools turn known errors (config, DB, skeleton, model, export,
+    OS errors such as a read-only or full disk, plus the tool's own ``errors``) into one
+    line without a traceback.
+    """
     from .config import ConfigError
     from .data.store import PoseDBError
+    from .export import ExportError
+    from .model_zoo import ModelError
     from .skeleton import SkeletonError
     prog = os.path.basename(sys.argv[0])
-    from .export import ExportError
     try:
         return fn(argv) or 0
-    except (CLIError, ConfigError, PoseDBError, SkeletonError, FileNotFoundError,
-            ExportError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
+    except (CLIError, ConfigError, PoseDBError, SkeletonError, ModelError,
+            ExportError) + tuple(errors) as e:
+        print(f"{prog}: error: {str(e).strip(chr(39) + chr(34))}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"{prog}: error: {os_error_message(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
