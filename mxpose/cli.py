@@ -9,7 +9,8 @@ from typing import List, Optional, Sequence
 
 __all__ = ["use_all_cores", "CLIError", "add_checkpoint_args", "add_predictor_args", "resolve_run",
            "parse_iterations", "build_predictor", "load_predictor", "context_from_args",
-           "run_main", "os_error_message", "checked_write"]
+           "run_main", "os_error_message", "checked_write", "checked_video_writer",
+           "check_video_written"]
 
 
 def use_all_cores():
@@ -46,6 +47,8 @@ def run_main(fn, argv=None, errors: tuple = ()) -> int:
     line without a traceback.
     """
     from .config import ConfigError
+    from .data.coco import CocoFormatError
+    from .data.image import ImageDecodeError
     from .data.store import PoseDBError
     from .export import ExportError
     from .model_zoo import ModelError
@@ -53,8 +56,8 @@ def run_main(fn, argv=None, errors: tuple = ()) -> int:
     prog = os.path.basename(sys.argv[0])
     try:
         return fn(argv) or 0
-    except (CLIError, ConfigError, PoseDBError, SkeletonError, ModelError,
-            ExportError) + tuple(errors) as e:
+    except (CLIError, ConfigError, PoseDBError, SkeletonError, ModelError, ExportError,
+            CocoFormatError, ImageDecodeError) + tuple(errors) as e:
         print(f"{prog}: error: {str(e).strip(chr(39) + chr(34))}", file=sys.stderr)
         return 2
     except OSError as e:
@@ -63,6 +66,37 @@ def run_main(fn, argv=None, errors: tuple = ()) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+
+
+def checked_write(path: str, img) -> str:
+    """``cv2.imwrite`` that fails loudly: a CLIError naming ``path`` when nothing was
+    written (read-only folder, full disk, unknown extension); OpenCV only returns False."""
+    import cv2
+    try:
+        ok = cv2.imwrite(path, img)
+    except cv2.error as e:
+        raise CLIError(f"cannot write image {path}: {str(e).strip().splitlines()[-1]}") from None
+    if not ok or not os.path.isfile(path):
+        d = os.path.dirname(os.path.abspath(path))
+        why = "folder is not writable" if not os.access(d, os.W_OK) else "write failed"
+        raise CLIError(f"cannot write image {path} ({why}; check the folder and free space)")
+    return path
+
+
+def checked_video_writer(path: str, fps: float, size):
+    """An opened MJPG ``cv2.VideoWriter`` for ``path``, or a CLIError naming it. After
+    ``release()`` call :func:`check_video_written` (frames are not checked one by one)."""
+    import cv2
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), fps, tuple(size))
+    if not writer.isOpened():
+        raise CLIError(f"cannot write video {path} (is the folder writable?)")
+    return writer
+
+
+def check_video_written(path: str):
+    """CLIError unless the released video ``path`` exists and is not empty."""
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        raise CLIError(f"video {path} was not written (full disk or folder not writable?)")
 
 
 def add_checkpoint_args(p: argparse.ArgumentParser, many: bool = False):
@@ -157,14 +191,20 @@ def build_predictor(args, cfg, prefix, iteration, ctx=None):
     kw = {}
     if getattr(args, "cmu_scales", False):
         kw["scales"] = CMU_SCALES
-    elif getattr(args, "scales", None):
+    elif getattr(args, "scales", None) is not None:
         try:
             kw["scales"] = tuple(float(s) for s in args.scales.split(","))
         except ValueError:
             raise CLIError(f"--scales must be comma-separated numbers, got {args.scales!r}")
+        if not kw["scales"] or min(kw["scales"]) <= 0 or max(kw["scales"]) > 8:
+            raise CLIError(f"--scales must be numbers in (0, 8] (multiples of --boxsize, "
+                           f"e.g. 1 or 0.5,1,1.5,2), got {args.scales!r}")
     if getattr(args, "flip", False):
         kw["flip"] = True
-    if getattr(args, "boxsize", None):
+    if getattr(args, "boxsize", None) is not None:
+        if args.boxsize < 8:
+            raise CLIError(f"--boxsize is the network input height in pixels (e.g. 368), at "
+                           f"least the stride 8; got {args.boxsize}")
         kw["boxsize"] = args.boxsize
     if args.weights:
         if not os.path.isfile(args.weights):

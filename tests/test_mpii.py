@@ -13,6 +13,7 @@ import pytest
 import scipy.io
 
 from mxpose.data import PoseDB
+from mxpose.data.image import ImageDecodeError
 from mxpose.data.mpii import (MPIIError, assign_split, image_size, ingest_mpii, load_release,
                               parse_release)
 
@@ -244,8 +245,9 @@ def test_image_size(mpii_sample, tmp_path):
             assert image_size(data) == (img.shape[1], img.shape[0])
     ok, png = cv2.imencode(".png", np.zeros((7, 13, 3), np.uint8))
     assert image_size(png.tobytes()) == (13, 7)
-    assert image_size(b"\xff\xd8\xff\xe0 garbage") is None
-    assert image_size(b"garbage") is None
+    for junk in (b"\xff\xd8\xff\xe0 garbage", b"garbage"):
+        with pytest.raises(ImageDecodeError):
+            image_size(junk)
 
 
 def test_assign_split_deterministic():

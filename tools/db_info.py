@@ -71,8 +71,9 @@ def check_image(db, image_id: int) -> list:
         if img.shape[:2] != (h, w):
             problems.append(f"{where}: decodes to {img.shape[1]}x{img.shape[0]}, "
                             f"stored size {w}x{h}")
-    except PoseDBError:
-        problems.append(f"{where}: image bytes cannot be decoded")
+    except PoseDBError as e:
+        why = str(e).split("cannot be decoded: ", 1)[-1]
+        problems.append(f"{where}: image bytes cannot be decoded ({why})")
     try:
         people = db.people(image_id)
     except PoseDBError as e:

@@ -23,8 +23,9 @@ import os
 import sys
 import time
 
-from mxpose.cli import (CLIError, add_checkpoint_args, add_predictor_args, load_predictor,
-                        run_main, use_all_cores)
+from mxpose.cli import (CLIError, add_checkpoint_args, add_predictor_args, check_video_written,
+                        checked_video_writer, checked_write, load_predictor, run_main,
+                        use_all_cores)
 
 use_all_cores()   # before mxnet is imported
 
@@ -59,11 +60,11 @@ def build_parser():
 def _inputs(args, cfg):
     """Yield (name, BGR image) and say whether the output is a video."""
     import cv2
+    from mxpose.data.image import ImageDecodeError, read_image
     if args.image:
-        img = cv2.imread(args.image, cv2.IMREAD_COLOR)
-        if img is None:
-            raise CLIError(f"cannot read image {args.image}")
-        return [(os.path.basename(args.image), img)], None
+        if not os.path.isfile(args.image):
+            raise CLIError(f"image {args.image} does not exist")
+        return [(os.path.basename(args.image), read_image(args.image))], None
     if args.images:
         if not os.path.isdir(args.images):
             raise CLIError(f"image folder {args.images} does not exist")
@@ -74,9 +75,10 @@ def _inputs(args, cfg):
 
         def gen():
             for f in files:
-                img = cv2.imread(f, cv2.IMREAD_COLOR)
-                if img is None:
-                    print(f"skipping unreadable image {f}", file=sys.stderr)
+                try:
+                    img = read_image(f)
+                except (OSError, ImageDecodeError) as e:
+                    print(f"skipping unreadable image {f}: {e}", file=sys.stderr)
                     continue
                 yield os.path.basename(f), img
         return gen(), None
@@ -112,7 +114,6 @@ def _inputs(args, cfg):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    import cv2
     from mxpose.viz import draw_people
     cfg, prefix, it, pred = load_predictor(args)
     frames, fps = _inputs(args, cfg)
@@ -125,14 +126,11 @@ def main(argv=None):
         people, scores = pred(img)
         vis = draw_people(img, people, pred.skeleton, min_score=args.min_score)
         if fps is None:
-            cv2.imwrite(os.path.join(args.out, os.path.splitext(name)[0] + ".jpg"), vis)
+            checked_write(os.path.join(args.out, os.path.splitext(name)[0] + ".jpg"), vis)
         else:
             if writer is None:
                 path = os.path.join(args.out, "demo.avi")
-                writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), fps,
-                                         (vis.shape[1], vis.shape[0]))
-                if not writer.isOpened():
-                    raise CLIError(f"cannot write video {path}")
+                writer = checked_video_writer(path, fps, (vis.shape[1], vis.shape[0]))
             writer.write(vis)
         poses.append({"name": name, "people": people.round(2).tolist(),
                       "scores": [round(float(s), 4) for s in scores]})
@@ -140,6 +138,7 @@ def main(argv=None):
         print(f"{name}: {len(scores)} people")
     if writer is not None:
         writer.release()
+        check_video_written(path)
     if n == 0:
         raise CLIError("no frame was read from the input")
     if args.json:

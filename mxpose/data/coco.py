@@ -33,10 +33,12 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .image import ImageDecodeError, image_size
 from .store import PoseDBWriter
 
 __all__ = ["CocoFormatError", "CocoKeypoints", "load_coco_keypoints", "annotation_people",
-           "ingest_coco", "IngestSummary", "default_split", "decode_check", "rle_run_lengths"]
+           "ingest_coco", "IngestSummary", "default_split", "decode_check", "rle_run_lengths",
+           "read_json"]
 
 NUM_COCO_KEYPOINTS = 17
 
@@ -191,6 +193,21 @@ def _check_annotation(a: dict, sizes: Dict[int, Tuple[int, int]], source: str):
         raise CocoFormatError(f"{where}: 'segmentation' must be polygons or an RLE")
 
 
+def read_json(path: str):
+    """The parsed JSON of an annotation file; :class:`CocoFormatError` naming the file when
+    it is missing, unreadable or not JSON."""
+    path = str(path)
+    if not os.path.isfile(path):
+        raise CocoFormatError(f"annotation file {path} does not exist")
+    try:
+        with open(path, "rb") as f:
+            return json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CocoFormatError(f"{path}: not a JSON file ({e})") from None
+    except OSError as e:
+        raise CocoFormatError(f"cannot read {path}: {e.strerror or e}") from None
+
+
 def load_coco_keypoints(path: str) -> CocoKeypoints:
     """Read and index a COCO person-keypoints JSON.
 
@@ -200,16 +217,7 @@ def load_coco_keypoints(path: str) -> CocoKeypoints:
         Missing/unreadable file, invalid JSON, or not COCO keypoints (the message names it).
     """
     path = str(path)
-    if not os.path.isfile(path):
-        raise CocoFormatError(f"annotation file {path} does not exist")
-    try:
-        with open(path, "rb") as f:
-            data = json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CocoFormatError(f"{path}: not a JSON file ({e})") from None
-    except OSError as e:
-        raise CocoFormatError(f"cannot read {path}: {e.strerror or e}") from None
-    return CocoKeypoints(data, source=path)
+    return CocoKeypoints(read_json(path), source=path)
 
 
 def _region_rle(ann: dict, height: int, width: int) -> dict:
@@ -313,19 +321,24 @@ def rle_run_lengths(counts) -> List[int]:
 
 
 def decode_check(data: bytes, width: int, height: int) -> Optional[str]:
-    """None if ``data`` decodes to a ``width`` x ``height`` image, else a skip reason.
+    """None if ``data`` decodes whole to a ``width`` x ``height`` image, else a skip
+    reason ('corrupt image': undecodable or truncated; 'size mismatch').
 
-    The pixel grid is taken as stored (EXIF orientation ignored): that is the grid COCO's
-    coordinates refer to.
+    Sizes are in stored-pixel order (:mod:`mxpose.data.image`: EXIF orientation is not
+    applied), the grid COCO's coordinates refer to.
     """
-    import cv2
-    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8),
-                       cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    if img is None:
-        return "corrupt image"
-    if img.shape[:2] != (int(height), int(width)):
-        return "size mismatch"
-    return None
+    return _size_problem(data, width, height)[0]
+
+
+def _size_problem(data: bytes, width: int, height: int):
+    """(reason, detail) of :func:`decode_check`, (None, '') when fine."""
+    try:
+        w, h = image_size(data)
+    except ImageDecodeError as e:
+        return "corrupt image", str(e)
+    if (w, h) != (int(width), int(height)):
+        return "size mismatch", f"file {w}x{h}, JSON {width}x{height}"
+    return None, ""
 
 
 @dataclass
@@ -383,14 +396,9 @@ def _read_and_check(path: str, width: int, height: int):
         return None, ("unreadable file", e.strerror or str(e))
     if not data:
         return None, ("corrupt image", "empty file")
-    reason = decode_check(data, width, height)
-    if reason == "size mismatch":
-        import cv2
-        img = cv2.imdecode(np.frombuffer(data, np.uint8),
-                           cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-        return None, (reason, f"file {img.shape[1]}x{img.shape[0]}, JSON {width}x{height}")
+    reason, detail = _size_problem(data, width, height)
     if reason:
-        return None, (reason, "")
+        return None, (reason, detail)
     return data, None
 
 

@@ -50,13 +50,13 @@ import json
 import math
 import os
 import sqlite3
-import struct
 import time
 from typing import Callable, Dict, Iterable, Iterator, List, Optional
 
 import numpy as np
 
 from ..skeleton import get_skeleton
+from .image import ImageDecodeError, image_size
 from .store import PoseDBError, PoseDBWriter
 
 __all__ = ["MPIIError", "IngestReport", "load_release", "parse_release", "assign_split",
@@ -373,66 +373,6 @@ def read_val_list(path: str) -> frozenset:
 
 
 # ---------------------------------------------------------------------------------------
-# Image size
-# ---------------------------------------------------------------------------------------
-_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-
-
-def _jpeg_header_size(data: bytes):
-    """(width, height) from a JPEG's SOF marker, or None if not found."""
-    if data[:2] != b"\xff\xd8":
-        return None
-    pos, n = 2, len(data)
-    while pos + 4 <= n:
-        if data[pos] != 0xFF:
-            return None
-        marker = data[pos + 1]
-        if marker == 0xFF:            # fill byte
-            pos += 1
-            continue
-        if marker in (0x01,) or 0xD0 <= marker <= 0xD9:   # markers without a length
-            pos += 2
-            continue
-        (length,) = struct.unpack(">H", data[pos + 2:pos + 4])
-        if marker in _SOF:
-            if pos + 9 > n:
-                return None
-            h, w = struct.unpack(">HH", data[pos + 5:pos + 9])
-            return (w, h) if w > 0 and h > 0 else None
-        pos += 2 + length
-    return None
-
-
-def image_size(data: bytes):
-    """(width, height) of encoded image bytes, as ``PoseDB.load_image`` will decode them.
-
-    JPEGs are sized from the header and checked with a 1/8-scale decode (cheap, and it
-    rejects files libjpeg cannot decode); a decode whose size is the header's transposed
-    means an EXIF rotation, which OpenCV applies when loading, so the rotated size is
-    returned. Other formats are decoded fully. Returns None when undecodable.
-    """
-    import cv2
-
-    buf = np.frombuffer(data, dtype=np.uint8)
-    hdr = _jpeg_header_size(data)
-    if hdr is not None:
-        small = cv2.imdecode(buf, cv2.IMREAD_REDUCED_GRAYSCALE_8)
-        if small is None:
-            return None
-        w, h = hdr
-        sh, sw = small.shape[:2]
-        if (sw, sh) == (-(-w // 8), -(-h // 8)):
-            return w, h
-        if (sw, sh) == (-(-h // 8), -(-w // 8)):
-            return h, w
-        # Header and decoder disagree (odd sampling factors): trust a full decode.
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    if img is None:
-        return None
-    return img.shape[1], img.shape[0]
-
-
-# ---------------------------------------------------------------------------------------
 # Ingestion
 # ---------------------------------------------------------------------------------------
 class IngestReport:
@@ -580,9 +520,10 @@ def ingest_mpii(annotations, images: str, out: str, *, val_fraction: float = 0.0
             except OSError as e:
                 report.skip(SKIP_UNREADABLE, f"{path}: {e.strerror}")
                 continue
-            size = image_size(data) if data else None
-            if size is None:
-                report.skip(SKIP_UNDECODABLE, path)
+            try:
+                size = image_size(data)
+            except ImageDecodeError as e:
+                report.skip(SKIP_UNDECODABLE, f"{path}: {e}")
                 continue
             try:
                 writer.add_image(name, data, size[0], size[1], split, people=rec["people"],

@@ -469,19 +469,16 @@ class PoseDB:
         return bytes(r[0])
 
     def load_image(self, image_id: int, reduce: int = 1) -> np.ndarray:
-        """Decode an image to BGR uint8 (h, w, 3); ``reduce`` in (1, 2, 4, 8) decodes at
-        1/reduce size (fast JPEG DCT scaling). Raises PoseDBError on corrupt bytes."""
-        import cv2
-        # Annotations refer to the pixel grid as stored: never apply EXIF rotation.
-        flags = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2,
-                 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}[int(reduce)]
-        flags |= cv2.IMREAD_IGNORE_ORIENTATION
-        buf = np.frombuffer(self.image_bytes(image_id), dtype=np.uint8)
-        img = cv2.imdecode(buf, flags)
-        if img is None:
+        """Decode an image to BGR uint8 (h, w, 3) with :func:`mxpose.data.image.decode_image`
+        (stored-pixel order, EXIF not applied); ``reduce`` in (1, 2, 4, 8) decodes JPEGs at
+        1/reduce size. Raises PoseDBError on corrupt or truncated bytes."""
+        from .image import ImageDecodeError, decode_image
+        try:
+            return decode_image(self.image_bytes(image_id), reduce)[0]
+        except ImageDecodeError as e:
             raise PoseDBError(f"{self.path}: image id {image_id} "
-                              f"({self.image_info(image_id)['file_name']}) cannot be decoded")
-        return img
+                              f"({self.image_info(image_id)['file_name']}) cannot be decoded: "
+                              f"{e}") from None
 
     def people(self, image_id: int) -> dict:
         """The people of one image as arrays.

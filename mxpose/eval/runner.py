@@ -21,6 +21,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import cv2
 import numpy as np
 
+from ..data.image import read_image
 from ..infer import grid_to_image
 from ..skeleton import convert, get_skeleton
 from .coco import evaluate_keypoints, results_from_people
@@ -56,27 +57,37 @@ def samples_from_db(db, split: str, image_ids: Optional[Sequence[int]] = None
 
 
 def samples_from_coco(ann_file: str, images: str) -> (List[EvalSample], dict):
-    """Samples of every image of a COCO keypoints file that has person annotations."""
-    with open(ann_file) as f:
-        gt = json.load(f)
+    """Samples of every image of a COCO keypoints file that has person annotations.
+
+    Raises :class:`~mxpose.data.coco.CocoFormatError` naming the file (and the record)
+    when it is not JSON, not COCO, or holds an annotation without 17 keypoints."""
+    from ..data.coco import CocoFormatError, read_json
+    gt = read_json(ann_file)
+    if not isinstance(gt, dict) or not isinstance(gt.get("images"), list) \
+            or not isinstance(gt.get("annotations"), list):
+        raise CocoFormatError(f"{ann_file}: not a COCO annotation file (needs 'images' and "
+                              f"'annotations' lists)")
     by_img: Dict[int, list] = {}
-    for a in gt.get("annotations", []):
+    for a in gt["annotations"]:
+        if not isinstance(a, dict) or "image_id" not in a:
+            raise CocoFormatError(f"{ann_file}: annotation {a!r:.60} has no 'image_id'")
         by_img.setdefault(a["image_id"], []).append(a)
     out = []
     for im in gt["images"]:
-        anns = by_img.get(im["id"], [])
-        if not anns:
-            continue
-        kp = np.array([a["keypoints"] for a in anns], np.float32).reshape(-1, 17, 3)
-        path = os.path.join(images, im["file_name"])
+        try:
+            anns = by_img.get(im["id"], [])
+            if not anns:
+                continue
+            kp = np.array([a["keypoints"] for a in anns], np.float32).reshape(-1, 17, 3)
+            path = os.path.join(images, im["file_name"])
+            size = int(im["width"]), int(im["height"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise CocoFormatError(f"{ann_file}: image record {im!r:.80} or its annotations "
+                                  f"are not COCO keypoints ({type(e).__name__}: {e})") from None
 
         def load(path=path):
-            img = cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-            if img is None:
-                raise FileNotFoundError(f"cannot read image {path}")
-            return img
-        out.append(EvalSample(int(im["id"]), im["file_name"], load, kp, int(im["width"]),
-                              int(im["height"])))
+            return read_image(path)
+        out.append(EvalSample(int(im["id"]), im["file_name"], load, kp, *size))
     return out, gt
 
 
