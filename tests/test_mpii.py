@@ -108,14 +108,14 @@ def test_ingest_sample_exact(release, tmp_path):
     out = str(tmp_path / "mpii.db")
     rep = ingest_mpii(mat_path, img_dir, out, include_test=True)
     stored = {k: v for k, v in expected.items() if k != "_skipped"}
-    assert rep.written == len(stored) and rep.already == 0
+    assert rep.written == len(stored) and rep.already_stored == 0
     assert rep.split_counts == {"train": 5, "test": 1}
     skipped = expected["_skipped"]
-    assert rep.skipped == {reason: list(skipped.values()).count(reason)
-                           for reason in set(skipped.values())}
+    assert {k: len(v) for k, v in rep.skipped.items()} == {
+        reason: list(skipped.values()).count(reason) for reason in set(skipped.values())}
     for reason in set(skipped.values()):
         for name in [n for n, r in skipped.items() if r == reason]:
-            assert any(name in ex for ex in rep.examples[reason]), (name, rep.examples)
+            assert name in rep.skipped[reason], (name, rep.skipped)
     text = "\n".join(rep.lines())
     assert "missing.jpg" in text and "image missing on disk" in text
 
@@ -175,11 +175,11 @@ def test_test_images_skipped_by_default(release, tmp_path):
     out = str(tmp_path / "mpii.db")
     rep = ingest_mpii(mat_path, img_dir, out)
     assert rep.split_counts == {"train": 5}
-    assert rep.skipped["test image (not requested)"] == 2
+    assert len(rep.skipped["test image (not requested)"]) == 2
     assert PoseDB(out).splits() == {"train": 5}
     # Asking for them later adds them to the same DB.
     rep = ingest_mpii(mat_path, img_dir, out, include_test=True)
-    assert rep.written == 1 and rep.already == 5
+    assert rep.written == 1 and rep.already_stored == 5
     db = PoseDB(out)
     assert db.splits() == {"test": 1, "train": 5}
     ppl = db.people(_by_name(db)["test_a.jpg"])
@@ -192,10 +192,10 @@ def test_rerun_adds_nothing(release, tmp_path):
     out = str(tmp_path / "mpii.db")
     first = ingest_mpii(mat_path, img_dir, out, include_test=True)
     second = ingest_mpii(mat_path, img_dir, out, include_test=True)
-    assert second.written == 0 and second.already == first.written
+    assert second.written == 0 and second.already_stored == first.written
     con = sqlite3.connect(out)
     assert con.execute("SELECT COUNT(*) FROM images").fetchone()[0] == first.written
-    assert con.execute("SELECT COUNT(*) FROM people").fetchone()[0] == first.people_written
+    assert con.execute("SELECT COUNT(*) FROM people").fetchone()[0] == first.people
     assert con.execute("SELECT COUNT(DISTINCT file_name) FROM images").fetchone()[0] \
         == first.written
     assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -373,7 +373,7 @@ def test_cli_interrupted_run_resumes(mpii_sample, tmp_path):
     assert 6 <= n_killed < len(names)
     r = _run_tool(args)
     assert r.returncode == 0, r.stderr
-    assert f"already present: {n_killed} images" in r.stdout
+    assert f"already stored: {n_killed} images" in r.stdout
     con = sqlite3.connect(out)
     assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     rows = con.execute("SELECT file_name FROM images").fetchall()

@@ -41,7 +41,7 @@ How the file's irregularities are read
 Ingestion (:func:`ingest_mpii`) stores the original image bytes untouched, takes width and
 height from the JPEG header (checked against a cheap 1/8-scale decode, which also rejects
 undecodable files), is resumable (images already in the DB are skipped) and never aborts
-on one bad image: each skip is counted with its reason in the returned :class:`IngestReport`.
+on one bad image: each skip is counted with its reason in the returned :class:`~mxpose.data.ingest.IngestSummary`.
 """
 from __future__ import annotations
 
@@ -57,9 +57,10 @@ import numpy as np
 
 from ..skeleton import get_skeleton
 from .image import ImageDecodeError, image_size
-from .store import PoseDBError, PoseDBWriter
+from .ingest import IngestSummary
+from .store import PoseDBError, PoseDBWriteError, PoseDBWriter
 
-__all__ = ["MPIIError", "IngestReport", "load_release", "parse_release", "assign_split",
+__all__ = ["MPIIError", "IngestSummary", "load_release", "parse_release", "assign_split",
            "read_val_list", "image_size", "ingest_mpii", "MPII_URL", "DEFAULT_ANNOTATIONS",
            "DEFAULT_IMAGES", "DEFAULT_OUT"]
 
@@ -375,56 +376,12 @@ def read_val_list(path: str) -> frozenset:
 # ---------------------------------------------------------------------------------------
 # Ingestion
 # ---------------------------------------------------------------------------------------
-class IngestReport:
-    """Counts of one ingestion run: written, already present, skipped by reason.
-
-    ``skipped[reason]`` is the count, ``examples[reason]`` up to ``max_examples`` names
-    with details, ``people_written`` and ``people_dropped`` count people.
-    """
-
-    def __init__(self, max_examples: int = 5):
-        self.written = 0
-        self.already = 0
-        self.people_written = 0
-        self.people_dropped = 0
-        self.skipped: Dict[str, int] = {}
-        self.examples: Dict[str, List[str]] = {}
-        self.split_counts: Dict[str, int] = {}
-        self.val_list_unknown: List[str] = []
-        self.seconds = 0.0
-        self.max_examples = max_examples
-
-    def skip(self, reason: str, example: str):
-        self.skipped[reason] = self.skipped.get(reason, 0) + 1
-        ex = self.examples.setdefault(reason, [])
-        if len(ex) < self.max_examples:
-            ex.append(example)
-
-    def lines(self) -> List[str]:
-        """The human-readable summary."""
-        rate = self.written / self.seconds if self.seconds > 0 else 0.0
-        splits = ", ".join(f"{k} {v}" for k, v in sorted(self.split_counts.items())) or "-"
-        out = [f"written: {self.written} images ({splits}), {self.people_written} people, "
-               f"{rate:.1f} images/s",
-               f"already present: {self.already} images"]
-        if self.people_dropped:
-            out.append(f"people dropped (no data in their annotation): {self.people_dropped}")
-        total = sum(self.skipped.values())
-        out.append(f"skipped: {total} images")
-        for reason, count in sorted(self.skipped.items(), key=lambda kv: -kv[1]):
-            out.append(f"  {reason}: {count}, e.g. " + "; ".join(self.examples[reason]))
-        if self.val_list_unknown:
-            out.append(f"validation-list names not in the annotations: "
-                       f"{len(self.val_list_unknown)}, e.g. "
-                       + ", ".join(self.val_list_unknown[:self.max_examples]))
-        return out
-
-
 def ingest_mpii(annotations, images: str, out: str, *, val_fraction: float = 0.0,
                 val_list: Optional[str] = None, seed: int = 0, include_test: bool = False,
                 limit: Optional[int] = None, commit_every: int = 64, progress: bool = False,
                 tool: str = "mpi_parse", args: Optional[dict] = None,
-                on_image: Optional[Callable[[str], None]] = None) -> IngestReport:
+                on_image: Optional[Callable[[str], None]] = None,
+                strict: bool = False) -> IngestSummary:
     """Ingest the MPII release into a pose DB (``dataset='mpii'``, ``skeleton='mpii'``).
 
     Parameters
@@ -450,10 +407,16 @@ def ingest_mpii(annotations, images: str, out: str, *, val_fraction: float = 0.0
         Show a tqdm bar.
     on_image : callable, optional
         Called with each file name after it is stored (used by tests to slow a run).
+    strict : bool
+        Raise :class:`MPIIError` on the first malformed record instead of skipping it.
+
+    Bad records and images are skipped with their reason, labelled joints far outside
+    the image are warned about; the summary counts them and ``<out>.skipped.json`` lists
+    them all (:mod:`mxpose.data.ingest`).
 
     Returns
     -------
-    IngestReport
+    IngestSummary
     """
     if not 0.0 <= float(val_fraction) < 1.0:
         raise MPIIError(f"--val-fraction must be in [0, 1), got {val_fraction}")
@@ -472,7 +435,7 @@ def ingest_mpii(annotations, images: str, out: str, *, val_fraction: float = 0.0
     if old is not None and old != split_cfg:
         raise MPIIError(f"{out} was written with split options {old}; continue it with the "
                         f"same options or write a new DB (asked for {split_cfg})")
-    report = IngestReport()
+    report = IngestSummary()
     t0 = time.perf_counter()
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     writer = PoseDBWriter(out, dataset="mpii", skeleton=get_skeleton("mpii"), tool=tool,
@@ -493,7 +456,9 @@ def ingest_mpii(annotations, images: str, out: str, *, val_fraction: float = 0.0
             name = rec["file_name"]
             label = name or f"annolist[{rec['index']}]"
             if rec["error"] is not None:
-                report.skip(SKIP_BAD, rec["error"])
+                if strict:
+                    raise MPIIError(rec["error"])
+                report.skip(SKIP_BAD, label, rec["error"].split(": ", 1)[-1])
                 continue
             split = assign_split(name, rec["is_train"], val_fraction, val_names, seed)
             if split == "test" and not include_test:
@@ -501,38 +466,43 @@ def ingest_mpii(annotations, images: str, out: str, *, val_fraction: float = 0.0
                 continue
             selected += 1
             if name in seen:
-                report.skip(SKIP_DUPLICATE, f"{label} (annolist[{rec['index']}])")
+                report.skip(SKIP_DUPLICATE, label, f"annolist[{rec['index']}]")
                 continue
             seen.add(name)
             if not rec["people"]:
-                report.skip(SKIP_NO_PEOPLE, f"{label} (annolist[{rec['index']}])")
+                report.skip(SKIP_NO_PEOPLE, label, f"annolist[{rec['index']}]")
                 continue
             if writer.has_image(name):
-                report.already += 1
+                report.already_stored += 1
                 continue
             path = os.path.join(images, name)
             if not os.path.isfile(path):
-                report.skip(SKIP_MISSING, path)
+                report.skip(SKIP_MISSING, name, path)
                 continue
             try:
                 with open(path, "rb") as f:
                     data = f.read()
             except OSError as e:
-                report.skip(SKIP_UNREADABLE, f"{path}: {e.strerror}")
+                report.skip(SKIP_UNREADABLE, name, f"{path}: {e.strerror}")
                 continue
             try:
                 size = image_size(data)
             except ImageDecodeError as e:
-                report.skip(SKIP_UNDECODABLE, f"{path}: {e}")
+                report.skip(SKIP_UNDECODABLE, name, f"{path}: {e}")
                 continue
             try:
                 writer.add_image(name, data, size[0], size[1], split, people=rec["people"],
                                  source_id=rec["index"], extra=rec["extra"])
+            except PoseDBWriteError:
+                raise                    # disk full / busy: the run cannot go on
             except PoseDBError as e:
-                report.skip(SKIP_INVALID, str(e))
+                if strict:
+                    raise
+                report.skip(SKIP_INVALID, name, str(e))
                 continue
+            report.check_people(name, rec["people"], size[0], size[1])
             report.written += 1
-            report.people_written += len(rec["people"])
+            report.people += len(rec["people"])
             report.people_dropped += rec["dropped"]
             report.split_counts[split] = report.split_counts.get(split, 0) + 1
             if on_image is not None:
@@ -546,6 +516,7 @@ def ingest_mpii(annotations, images: str, out: str, *, val_fraction: float = 0.0
             bar.close()
         writer.close(commit=True)
         report.seconds = time.perf_counter() - t0
+    report.write_report(out)
     return report
 
 

@@ -32,7 +32,8 @@ import numpy as np
 
 from ..skeleton import Skeleton, get_skeleton
 
-__all__ = ["SCHEMA_VERSION", "PoseDB", "PoseDBWriter", "PoseDBError", "Person"]
+__all__ = ["SCHEMA_VERSION", "PoseDB", "PoseDBWriter", "PoseDBError", "PoseDBWriteError",
+           "Person"]
 
 SCHEMA_VERSION = 1
 
@@ -91,6 +92,10 @@ class PoseDBError(RuntimeError):
     """A pose DB is missing, of another schema, or holds an invalid record."""
 
 
+class PoseDBWriteError(PoseDBError):
+    """The DB cannot be written at all (disk full, busy): not a problem of one record."""
+
+
 class Person(dict):
     """One person to store. Keys: ``keypoints`` (K, 3) float32 x, y, v in the DB's layout;
     optional ``bbox`` (x, y, w, h), ``area``, ``is_crowd``, ``scale``, ``center`` (x, y),
@@ -123,17 +128,17 @@ def _encode_person(p: dict, num_keypoints: int, where: str) -> tuple:
             None if sid is None else str(sid), None if extra is None else json.dumps(extra))
 
 
-def _sqlite_error(path: str, e: sqlite3.Error, committed: int) -> PoseDBError:
+def _sqlite_error(path: str, e: sqlite3.Error, committed: int) -> PoseDBWriteError:
     """One line for a failed write: disk full, busy, or what SQLite said."""
     msg = str(e)
     keep = (f"; the images committed before ({committed} by this writer) are kept: re-run "
             f"the same command to continue")
     if "full" in msg:
-        return PoseDBError(f"{path}: disk full while writing (SQLite: {msg}){keep} after "
+        return PoseDBWriteError(f"{path}: disk full while writing (SQLite: {msg}){keep} after "
                            f"freeing some space")
     if "locked" in msg or "busy" in msg:
-        return PoseDBError(f"{path}: the DB is busy (another process holds it: {msg}){keep}")
-    return PoseDBError(f"{path}: cannot write ({msg}){keep}")
+        return PoseDBWriteError(f"{path}: the DB is busy (another process holds it: {msg}){keep}")
+    return PoseDBWriteError(f"{path}: cannot write ({msg}){keep}")
 
 
 def _connect(path: str, readonly: bool) -> sqlite3.Connection:
@@ -213,7 +218,7 @@ class PoseDBWriter:
         except OSError as e:
             os.close(fd)
             if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise PoseDBError(
+                raise PoseDBWriteError(
                     f"{self.path} is busy: another process (an ingestion still running?) is "
                     f"writing it; wait for it to finish, or write to another --out") from None
             return None   # no flock here (some network file systems): SQLite still locks
