@@ -139,8 +139,10 @@ def main(argv=None):
         rep = ex.verify_export(out, pred, image, engines=formats, rtol=rtol, atol=atol)
     except ex.ExportError as e:
         raise CLIError(str(e))
+    t = rep["tolerance"]
     print(f"verify on {args.image or _DEFAULT_IMAGE} (tolerance max|a - b| <= {atol:g} + "
-          f"{rtol:g} * max|ref|; people within {rep['tolerance']['people_px']} px):")
+          f"max({rtol:g} * max|ref|, {t['margin']:g} x float32-vs-float64 difference "
+          f"{max(t['float32_noise']):.3g}); people within {t['people_px']} px):")
     print(f"  gluon   {rep['gluon']['people']} people")
     for eng in formats:
         r = rep[eng]
