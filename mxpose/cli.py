@@ -9,8 +9,8 @@ from typing import List, Optional, Sequence
 
 __all__ = ["use_all_cores", "CLIError", "add_checkpoint_args", "add_predictor_args", "resolve_run",
            "parse_iterations", "build_predictor", "load_predictor", "context_from_args",
-           "run_main", "os_error_message", "checked_write", "checked_video_writer",
-           "check_video_written"]
+           "run_main", "os_error_message", "check_output_file", "checked_write",
+           "checked_video_writer", "check_video_written"]
 
 
 def use_all_cores():
@@ -66,6 +66,23 @@ def run_main(fn, argv=None, errors: tuple = ()) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+
+
+def check_output_file(path: Optional[str], flag: str):
+    """Fail early, before any work, when output file ``path`` (of option ``flag``) cannot
+    be written: a folder that is missing or read-only, a path that is a folder."""
+    if not path:
+        return
+    if os.path.isdir(path):
+        raise CLIError(f"{flag} {path} is a folder; give a file name")
+    existed = os.path.exists(path)
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as e:
+        raise CLIError(f"{flag} {path} cannot be written: {os_error_message(e)}") from None
+    if not existed:
+        os.remove(path)
 
 
 def checked_write(path: str, img) -> str:

@@ -23,9 +23,9 @@ import os
 import sys
 import time
 
-from mxpose.cli import (CLIError, add_checkpoint_args, add_predictor_args, check_video_written,
-                        checked_video_writer, checked_write, load_predictor, run_main,
-                        use_all_cores)
+from mxpose.cli import (CLIError, add_checkpoint_args, add_predictor_args, check_output_file,
+                        check_video_written, checked_video_writer, checked_write,
+                        load_predictor, run_main, use_all_cores)
 
 use_all_cores()   # before mxnet is imported
 
@@ -115,6 +115,7 @@ def _inputs(args, cfg):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     from mxpose.viz import draw_people
+    check_output_file(args.json, "--json")
     cfg, prefix, it, pred = load_predictor(args)
     frames, fps = _inputs(args, cfg)
     os.makedirs(args.out, exist_ok=True)

@@ -20,8 +20,8 @@ import os
 import sys
 
 from mxpose.cli import (CLIError, add_checkpoint_args, add_predictor_args, build_predictor,
-                        context_from_args, parse_iterations, resolve_run, run_main,
-                        use_all_cores)
+                        check_output_file, context_from_args, parse_iterations, resolve_run,
+                        run_main, use_all_cores)
 
 use_all_cores()   # before mxnet is imported
 
@@ -105,6 +105,8 @@ def _print_result(title, res, with_pckh):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     from mxpose.eval.runner import OracleMaps, rotate_gt, rotate_sample, run_evaluation
+    for flag in ("json", "results", "plot"):
+        check_output_file(getattr(args, flag), f"--{flag}")
     samples, gt, gt_skel = _samples(args)
     samples, gt = _subset(samples, gt, args.max_images, args.seed)
     with_pckh = gt_skel.name == "mpii"

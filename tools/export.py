@@ -97,13 +97,11 @@ def main(argv=None):
                            "onnxruntime)")
     image = None
     if args.verify:
-        import cv2
+        from mxpose.data.image import read_image
         path = args.image or _DEFAULT_IMAGE
         if not os.path.isfile(path):
             raise CLIError(f"verification image {path} does not exist (pass --image)")
-        image = cv2.imread(path, cv2.IMREAD_COLOR)
-        if image is None:
-            raise CLIError(f"cannot read image {path}")
+        image = read_image(path)     # an undecodable file: one line from run_main
 
     cfg, prefix, it, pred = load_predictor(args)
     ctx = pred.ctx

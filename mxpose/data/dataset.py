@@ -41,7 +41,8 @@ Bad records
 Decoding
     By :func:`mxpose.data.image.decode_image` (EXIF not applied, truncated bytes
     rejected; JPEGs by Pillow), at 1/2 or 1/4 size through DCT scaling when the drawn
-    scale leaves at least one decoded pixel per crop pixel. Pixel ``q`` of an image decoded at 1/r covers original pixels ``r*q .. r*q + r - 1``, so it is
+    scale leaves at least one decoded pixel per crop pixel. Pixel ``q`` of an image
+    decoded at 1/r covers original pixels ``r*q .. r*q + r - 1``, so it is
     original pixel ``r*q + (r-1)/2``: the affine keeps mapping original coordinates and
     the keypoints and targets do not depend on the decode.
 """

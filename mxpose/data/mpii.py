@@ -41,7 +41,8 @@ How the file's irregularities are read
 Ingestion (:func:`ingest_mpii`) stores the original image bytes untouched, takes width and
 height from the JPEG header (checked against a cheap 1/8-scale decode, which also rejects
 undecodable files), is resumable (images already in the DB are skipped) and never aborts
-on one bad image: each skip is counted with its reason in the returned :class:`~mxpose.data.ingest.IngestSummary`.
+on one bad image: each skip is counted with its reason in the returned
+:class:`~mxpose.data.ingest.IngestSummary`.
 """
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ import math
 import os
 import sqlite3
 import time
-from typing import Callable, Dict, Iterable, Iterator, List, Optional
+from typing import Callable, Dict, Iterable, Iterator, Optional
 
 import numpy as np
 
