@@ -349,12 +349,13 @@ def _broken(coco_sample, tmp_path):
     anns[0]["keypoints"] = anns[0]["keypoints"][:50]
     anns[1]["keypoints"][0] = float("nan")
     anns[2]["keypoints"][3] = "12"
+    anns[3]["segmentation"][0][0] = "x"          # the outline of an unlabelled person
     anns[4]["image_id"] = 999999
     h, w = sizes[anns[5]["image_id"]]
     anns[5]["segmentation"] = {"size": [h, w], "counts": "0\x7f bad"}
     far = next(a for a in anns[6:] if a["keypoints"][2] > 0)
     far["keypoints"][0] = -10.0 * sizes[far["image_id"]][1]
-    bad_ids = [anns[i]["id"] for i in (0, 1, 2, 4, 5)]
+    bad_ids = [anns[i]["id"] for i in (0, 1, 2, 4, 5, 3)]
     return _write_json(data, tmp_path / "broken.json"), data, bad_ids, far
 
 
@@ -362,10 +363,10 @@ def test_bad_annotations_are_skipped_counted_and_reported(coco_sample, tmp_path)
     js, data, bad_ids, far = _broken(coco_sample, tmp_path)
     out = str(tmp_path / "b.db")
     s = ingest_coco(js, coco_sample, out, progress=False)
-    assert s.written == 4 and s.people == len(data["annotations"]) - 5
+    assert s.written == 4 and s.people == len(data["annotations"]) - 6
     assert {k: len(v) for k, v in s.skipped.items()} == {
         "keypoints of the wrong length": 1, "non-numeric or non-finite keypoints": 2,
-        "unknown image id": 1, "undecodable RLE": 1}
+        "bad segmentation": 1, "unknown image id": 1, "undecodable RLE": 1}
     assert s.skipped["unknown image id"] == [f"annotation id {bad_ids[3]} (image id 999999)"]
     assert list(s.warnings) == ["labelled keypoints far outside the image"]
     assert s.warnings["labelled keypoints far outside the image"][0].endswith(
@@ -382,7 +383,7 @@ def test_bad_annotations_are_skipped_counted_and_reported(coco_sample, tmp_path)
     assert not stored & {str(b) for b in bad_ids} and str(far["id"]) in stored
     # the left-out people (on known images) are masked out instead of taught as background
     reasons = [r["reason"] for i in db.image_ids() for r in db.ignore_rles(i)]
-    assert reasons.count("invalid annotation") == 4
+    assert reasons.count("invalid annotation") == 5
     # strict keeps the abort
     with pytest.raises(CocoFormatError, match=f"annotation id {bad_ids[0]}"):
         ingest_coco(js, coco_sample, str(tmp_path / "s.db"), progress=False, strict=True)

@@ -34,7 +34,7 @@ import numpy as np
 
 from .image import ImageDecodeError, image_size
 from .ingest import IngestSummary
-from .store import PoseDBWriter
+from .store import PoseDBError, PoseDBWriteError, PoseDBWriter
 
 __all__ = ["CocoFormatError", "CocoKeypoints", "load_coco_keypoints", "annotation_people",
            "ingest_coco", "IngestSummary", "default_split", "decode_check", "rle_run_lengths",
@@ -237,6 +237,13 @@ def _check_annotation(a: dict, sizes: Dict[int, Tuple[int, int]], source: str):
         _check_rle(seg["counts"], size[0] * size[1], bad)
     elif seg is not None and not isinstance(seg, list):
         raise bad("bad segmentation", "'segmentation' must be polygons or an RLE")
+    elif seg and (a.get("iscrowd") or not any(v > 0 for v in kp[2::3])):
+        # the outline becomes an ignore region: its numbers must be numbers
+        for poly in seg:
+            if not isinstance(poly, list) or not all(
+                    type(v) in (int, float) and math.isfinite(v) for v in poly):
+                raise bad("bad segmentation", "a polygon holds something other than finite "
+                          "numbers")
 
 
 def _check_rle(counts, pixels: int, bad):
@@ -534,14 +541,23 @@ def ingest_coco(annotations, images_dir: str, out: str, split: Optional[str] = N
                     for box in coco.bad_boxes.get(im["id"], ()):
                         rle = _region_rle({"bbox": box}, im["height"], im["width"])
                         regions.append(dict(rle, reason="invalid annotation"))
-                    summary.check_people(name, people, im["width"], im["height"])
-                    writer.add_image(name, data, im["width"], im["height"], split,
-                                     people=people, ignore_rles=regions, source_id=im["id"])
-                    summary.written += 1
-                    summary.people += len(people)
-                    summary.regions += len(regions)
-                    if on_image is not None:
-                        on_image(name)
+                    try:
+                        writer.add_image(name, data, im["width"], im["height"], split,
+                                         people=people, ignore_rles=regions,
+                                         source_id=im["id"])
+                    except PoseDBWriteError:
+                        raise                  # disk full / busy: the run cannot go on
+                    except PoseDBError as e:
+                        if strict:
+                            raise
+                        summary.skip("rejected by the store", name, str(e))
+                    else:
+                        summary.check_people(name, people, im["width"], im["height"])
+                        summary.written += 1
+                        summary.people += len(people)
+                        summary.regions += len(regions)
+                        if on_image is not None:
+                            on_image(name)
                 if bar is not None:
                     bar.update(1)
         finally:
