@@ -310,3 +310,16 @@ def test_tool_help_run_and_errors(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         make_synthetic.main(["--out", out, "--num-images", "-1"])
+
+
+def test_tool_preview_that_cannot_be_written_is_one_line(tmp_path):
+    prev = tmp_path / "prev"
+    (prev / "train_000000.png").mkdir(parents=True)   # in the way, as a read-only folder is
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "make_synthetic.py"),
+                        "--out", str(tmp_path / "t.db"), "--num-images", "1", "--no-progress",
+                        "--min-size", "96", "--max-size", "96", "--preview", str(prev)],
+                       capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, PYTHONPATH=ROOT))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "cannot write image" in r.stderr and "train_000000.png" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
