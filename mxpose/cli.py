@@ -58,7 +58,10 @@ def run_main(fn, argv=None, errors: tuple = ()) -> int:
         return fn(argv) or 0
     except (CLIError, ConfigError, PoseDBError, SkeletonError, ModelError, ExportError,
             CocoFormatError, ImageDecodeError) + tuple(errors) as e:
-        print(f"{prog}: error: {str(e).strip(chr(39) + chr(34))}", file=sys.stderr)
+        msg = str(e)
+        if len(msg) > 1 and msg[0] == msg[-1] and msg[0] in "'\"":
+            msg = msg[1:-1]          # KeyError-style quoting
+        print(f"{prog}: error: {msg}", file=sys.stderr)
         return 2
     except OSError as e:
         print(f"{prog}: error: {os_error_message(e)}", file=sys.stderr)

@@ -157,7 +157,7 @@ def main(argv=None):
                   f"{trainer.prefix}-%04d.params")
         summary = trainer.run()
     except (CheckpointError, TrainError, OptimizerError) as e:
-        raise CLIError(str(e).strip("'\"")) from None
+        raise CLIError(str(e)) from None
     if summary["rank"] == 0:
         ck = summary["checkpoints"]
         print(f"done: iterations {summary['start']}..{summary['iteration']}, last loss "
