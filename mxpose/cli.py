@@ -8,7 +8,7 @@ import sys
 from typing import List, Optional, Sequence
 
 __all__ = ["use_all_cores", "CLIError", "add_checkpoint_args", "add_predictor_args", "resolve_run",
-           "parse_iterations", "build_predictor", "load_predictor", "context_from_args",
+           "parse_iterations", "predictor_options", "build_predictor", "load_predictor", "context_from_args",
            "run_main", "os_error_message", "check_output_file", "checked_write",
            "checked_video_writer", "check_video_written"]
 
@@ -204,10 +204,10 @@ def resolve_run(args):
     return cfg, prefix, list_checkpoints(prefix)
 
 
-def build_predictor(args, cfg, prefix, iteration, ctx=None):
-    """A Predictor for ``iteration`` of ``prefix`` (or ``args.weights``)."""
-    from .infer import CMU_SCALES, Predictor
-    from .train.checkpoint import checkpoint_path
+def predictor_options(args) -> dict:
+    """Predictor keyword arguments of the inference flags (--scales, --cmu-scales, --flip,
+    --boxsize), validated: a bad value is a CLIError naming the flag."""
+    from .infer import CMU_SCALES
     kw = {}
     if getattr(args, "cmu_scales", False):
         kw["scales"] = CMU_SCALES
@@ -226,6 +226,14 @@ def build_predictor(args, cfg, prefix, iteration, ctx=None):
             raise CLIError(f"--boxsize is the network input height in pixels (e.g. 368), at "
                            f"least the stride 8; got {args.boxsize}")
         kw["boxsize"] = args.boxsize
+    return kw
+
+
+def build_predictor(args, cfg, prefix, iteration, ctx=None):
+    """A Predictor for ``iteration`` of ``prefix`` (or ``args.weights``)."""
+    from .infer import Predictor
+    from .train.checkpoint import checkpoint_path
+    kw = predictor_options(args)
     if args.weights:
         if not os.path.isfile(args.weights):
             raise CLIError(f"weights file {args.weights} does not exist")

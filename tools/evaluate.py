@@ -20,8 +20,8 @@ import os
 import sys
 
 from mxpose.cli import (CLIError, add_checkpoint_args, add_predictor_args, build_predictor,
-                        check_output_file, context_from_args, parse_iterations, resolve_run,
-                        run_main, use_all_cores)
+                        check_output_file, context_from_args, parse_iterations,
+                        predictor_options, resolve_run, run_main, use_all_cores)
 
 use_all_cores()   # before mxnet is imported
 
@@ -107,6 +107,7 @@ def main(argv=None):
     from mxpose.eval.runner import OracleMaps, rotate_gt, rotate_sample, run_evaluation
     for flag in ("json", "results", "plot"):
         check_output_file(getattr(args, flag), f"--{flag}")
+    predictor_options(args)          # bad --scales/--boxsize: one line before any work
     samples, gt, gt_skel = _samples(args)
     samples, gt = _subset(samples, gt, args.max_images, args.seed)
     with_pckh = gt_skel.name == "mpii"
