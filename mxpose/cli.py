@@ -8,9 +8,10 @@ import sys
 from typing import List, Optional, Sequence
 
 __all__ = ["use_all_cores", "CLIError", "add_checkpoint_args", "add_predictor_args", "resolve_run",
-           "parse_iterations", "predictor_kwargs", "build_predictor", "load_predictor",
+           "parse_iterations", "predictor_options", "build_predictor", "load_predictor",
            "load_exported_predictor", "onnx_cache_prefix", "load_onnx_predictor",
-           "context_from_args", "run_main"]
+           "context_from_args", "run_main", "os_error_message", "check_output_file",
+           "checked_write", "checked_video_writer", "check_video_written"]
 
 
 def use_all_cores():
@@ -28,22 +29,95 @@ class CLIError(Exception):
     """A user mistake: printed as one line, exit code 2."""
 
 
-def run_main(fn, argv=None) -> int:
-    """Call ``fn(argv)``; known user errors become ``tool: error: message`` and exit 2."""
+def os_error_message(e: OSError) -> str:
+    """One line for an OS error, naming the file: 'PATH: No space left on device (...)'."""
+    import errno
+    what = e.strerror or str(e)
+    name = e.filename if e.filename is not None else ""
+    hint = {errno.ENOSPC: " (disk full: free some space and re-run)",
+            errno.EROFS: " (read-only file system: choose another folder)",
+            errno.EACCES: " (no permission: choose another folder)"}.get(e.errno, "")
+    return f"{name}: {what}{hint}" if name else f"{what}{hint}"
+
+
+def run_main(fn, argv=None, errors: tuple = ()) -> int:
+    """Call ``fn(argv)``; user errors become ``tool: error: message`` and exit 2.
+
+    The one place where the tools turn known errors (config, DB, skeleton, model, export,
+    OS errors such as a read-only or full disk, plus the tool's own ``errors``) into one
+    line without a traceback.
+    """
     from .config import ConfigError
+    from .data.coco import CocoFormatError
+    from .data.image import ImageDecodeError
     from .data.store import PoseDBError
+    from .export import ExportError
+    from .model_zoo import ModelError
     from .skeleton import SkeletonError
     prog = os.path.basename(sys.argv[0])
-    from .export import ExportError
     try:
         return fn(argv) or 0
-    except (CLIError, ConfigError, PoseDBError, SkeletonError, FileNotFoundError,
-            ExportError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
+    except (CLIError, ConfigError, PoseDBError, SkeletonError, ModelError, ExportError,
+            CocoFormatError, ImageDecodeError) + tuple(errors) as e:
+        msg = str(e)
+        if len(msg) > 1 and msg[0] == msg[-1] and msg[0] in "'\"":
+            msg = msg[1:-1]          # KeyError-style quoting
+        print(f"{prog}: error: {msg}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"{prog}: error: {os_error_message(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+
+
+def check_output_file(path: Optional[str], flag: str):
+    """Fail early, before any work, when output file ``path`` (of option ``flag``) cannot
+    be written: a folder that is missing or read-only, a path that is a folder."""
+    if not path:
+        return
+    if os.path.isdir(path):
+        raise CLIError(f"{flag} {path} is a folder; give a file name")
+    existed = os.path.exists(path)
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as e:
+        raise CLIError(f"{flag} {path} cannot be written: {os_error_message(e)}") from None
+    if not existed:
+        os.remove(path)
+
+
+def checked_write(path: str, img) -> str:
+    """``cv2.imwrite`` that fails loudly: a CLIError naming ``path`` when nothing was
+    written (read-only folder, full disk, unknown extension); OpenCV only returns False."""
+    import cv2
+    try:
+        ok = cv2.imwrite(path, img)
+    except cv2.error as e:
+        raise CLIError(f"cannot write image {path}: {str(e).strip().splitlines()[-1]}") from None
+    if not ok or not os.path.isfile(path):
+        d = os.path.dirname(os.path.abspath(path))
+        why = "folder is not writable" if not os.access(d, os.W_OK) else "write failed"
+        raise CLIError(f"cannot write image {path} ({why}; check the folder and free space)")
+    return path
+
+
+def checked_video_writer(path: str, fps: float, size):
+    """An opened MJPG ``cv2.VideoWriter`` for ``path``, or a CLIError naming it. After
+    ``release()`` call :func:`check_video_written` (frames are not checked one by one)."""
+    import cv2
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), fps, tuple(size))
+    if not writer.isOpened():
+        raise CLIError(f"cannot write video {path} (is the folder writable?)")
+    return writer
+
+
+def check_video_written(path: str):
+    """CLIError unless the released video ``path`` exists and is not empty."""
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        raise CLIError(f"video {path} was not written (full disk or folder not writable?)")
 
 
 def add_checkpoint_args(p: argparse.ArgumentParser, many: bool = False):
@@ -156,21 +230,28 @@ def _resolve_layout(cfg, saved, prefix):
                        f"keypoints) the checkpoints under {prefix} were trained on")
 
 
-def predictor_kwargs(args) -> dict:
-    """Predictor keyword arguments of the inference flags (--scales, --cmu-scales, --flip,
-    --boxsize) that were given; the others keep the run's or the export's defaults."""
+def predictor_options(args) -> dict:
+    """Predictor keyword arguments of the inference flags (--scales, --cmu-scales, --flip /
+    --no-flip, --boxsize) that were given, validated (a bad value is a CLIError naming the
+    flag); the others keep the run's or the export's defaults."""
     from .infer import CMU_SCALES
     kw = {}
     if getattr(args, "cmu_scales", False):
         kw["scales"] = CMU_SCALES
-    elif getattr(args, "scales", None):
+    elif getattr(args, "scales", None) is not None:
         try:
             kw["scales"] = tuple(float(s) for s in args.scales.split(","))
         except ValueError:
             raise CLIError(f"--scales must be comma-separated numbers, got {args.scales!r}")
+        if not kw["scales"] or min(kw["scales"]) <= 0 or max(kw["scales"]) > 8:
+            raise CLIError(f"--scales must be numbers in (0, 8] (multiples of --boxsize, "
+                           f"e.g. 1 or 0.5,1,1.5,2), got {args.scales!r}")
     if getattr(args, "flip", None) is not None:
         kw["flip"] = bool(args.flip)
-    if getattr(args, "boxsize", None):
+    if getattr(args, "boxsize", None) is not None:
+        if args.boxsize < 8:
+            raise CLIError(f"--boxsize is the network input height in pixels (e.g. 368), at "
+                           f"least the stride 8; got {args.boxsize}")
         kw["boxsize"] = args.boxsize
     return kw
 
@@ -178,7 +259,7 @@ def predictor_kwargs(args) -> dict:
 def build_predictor(args, cfg, prefix, iteration, ctx=None):
     """A Predictor for ``iteration`` of ``prefix`` (or ``args.weights``)."""
     from .infer import Predictor
-    kw = predictor_kwargs(args)
+    kw = predictor_options(args)
     params = _params_file(args, prefix, iteration)
     try:
         return Predictor.from_params(params, cfg, ctx=ctx, **kw)
@@ -249,7 +330,7 @@ def load_exported_predictor(path: str, engine: str, args=None, spin: bool = True
     if engine == "onnx" and not os.path.isfile(files["onnx"]):
         raise CLIError(f"export {path} has no ONNX file {files['onnx']}; export with "
                        "--formats onnx or use --engine mxnet")
-    kw = predictor_kwargs(args) if args is not None else {}
+    kw = predictor_options(args) if args is not None else {}
     if engine == "mxnet":
         return Predictor.from_exported(path, engine="symbol", ctx=context_from_args(args)
                                        if args is not None else None, **kw)
@@ -312,5 +393,5 @@ def load_onnx_predictor(args, spin: bool = True):
             raise CLIError(f"cannot write the ONNX export {out}: {e}; pass --onnx-cache DIR")
     t = cfg.test
     kw = dict({"scales": t.scales, "flip": t.flip, "boxsize": t.boxsize,
-               "decode_params": decode_params_from_config(cfg)}, **predictor_kwargs(args))
+               "decode_params": decode_params_from_config(cfg)}, **predictor_options(args))
     return cfg, prefix, it, Predictor.from_exported(out, engine="onnx", spin=spin, **kw)

@@ -189,7 +189,11 @@ def apply_overrides(cfg: dict, overrides: Iterable[str]) -> dict:
             raise ConfigError(f"override {item!r} must look like section.key=value")
         key, val = item.split("=", 1)
         parts = key.strip().split(".")
-        upd = yaml.safe_load(val)
+        try:
+            upd = yaml.safe_load(val)
+        except yaml.YAMLError as e:
+            msg = " ".join(str(e).split())
+            raise ConfigError(f"override {item!r}: value is not valid YAML ({msg})") from None
         for p in reversed(parts):
             upd = {p: upd}
         merge_config(cfg, upd)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -36,7 +36,7 @@ __all__ = ["ExportError", "keep_last_stage", "EXPORT_FORMAT", "EXPORT_VERSION", 
            "export_files", "resolve_export_prefix", "make_meta", "write_meta", "read_meta",
            "output_names", "export_symbol", "export_onnx", "clean_onnx", "export_network",
            "export_predictor",
-           "OnnxRunner", "compare_maps", "people_difference", "verify_export",
+           "OnnxRunner", "compare_maps", "float64_maps", "people_difference", "verify_export",
            "DEFAULT_RTOL", "DEFAULT_ATOL"]
 
 EXPORT_FORMAT = "mxpose-export"
@@ -52,6 +52,13 @@ SYMBOL_INPUT = "data"
 #: the maps by far more). ``atol`` only guards all-zero maps.
 DEFAULT_RTOL = 1e-4
 DEFAULT_ATOL = 1e-7
+#: What float32 can promise for a given network is measured, not assumed: the Gluon
+#: network is also run in float64 on the same input, and an engine may differ from the
+#: float32 run by this many times the float32-vs-float64 difference (another float32
+#: engine's rounding is of that size: measured 1.3x-2.6x; a wrong op or weight is orders
+#: of magnitude more). Networks whose maps come out of cancelling large activations lose
+#: digits in float32, so a fixed relative tolerance fails correct exports of them.
+FLOAT32_MARGIN = 4.0
 
 _SUFFIXES = ("-meta.json", "-symbol.json", "-0000.params", ".onnx")
 
@@ -434,17 +441,23 @@ class OnnxRunner:
 
 
 def compare_maps(ref: Sequence[np.ndarray], other: Sequence[np.ndarray],
-                 rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL) -> dict:
-    """Parity of output tensors: ``max|a - b| <= atol + rtol * max|ref|`` per tensor.
+                 rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
+                 noise: Optional[Sequence[float]] = None,
+                 margin: float = FLOAT32_MARGIN) -> dict:
+    """Parity of output tensors: ``max|a - b| <= atol + max(rtol * max|ref|, margin *
+    noise)`` per tensor.
+
+    ``noise`` (one number per tensor, optional) is what float32 itself loses on this
+    network and input, ``max|ref - ref_float64|`` (see :func:`float64_maps`).
 
     Returns ``{'max_abs': worst absolute difference, 'max_rel': worst difference relative
     to its tensor's max |ref|, 'ok': bool}``.
     """
-    if len(ref) != len(other):
+    if len(ref) != len(other) or (noise is not None and len(noise) != len(ref)):
         return {"max_abs": float("inf"), "max_rel": float("inf"), "ok": False}
     worst_abs = worst_rel = 0.0
     ok = True
-    for a, b in zip(ref, other):
+    for i, (a, b) in enumerate(zip(ref, other)):
         a = np.asarray(a, np.float64)
         b = np.asarray(b, np.float64)
         if a.shape != b.shape:
@@ -453,8 +466,24 @@ def compare_maps(ref: Sequence[np.ndarray], other: Sequence[np.ndarray],
         scale = float(np.abs(a).max()) if a.size else 0.0
         worst_abs = max(worst_abs, d)
         worst_rel = max(worst_rel, d / max(scale, 1e-12))
-        ok &= d <= atol + rtol * scale
+        floor = margin * float(noise[i]) if noise is not None else 0.0
+        ok &= d <= atol + max(rtol * scale, floor)
     return {"max_abs": worst_abs, "max_rel": worst_rel, "ok": bool(ok)}
+
+
+def float64_maps(net, x: np.ndarray, ctx) -> List[np.ndarray]:
+    """The last stage's (pafs, heatmaps) of the Gluon ``net`` on input ``x`` computed in
+    float64: the reference that shows what float32 itself loses on this network.
+
+    The network is cast to float64 for one forward and back to float32 (exact: its
+    parameters are float32 values)."""
+    import mxnet as mx
+    net.cast("float64")
+    try:
+        out = net(mx.nd.array(x, ctx=ctx, dtype="float64"))
+        return [out[-2].asnumpy(), out[-1].asnumpy()]
+    finally:
+        net.cast("float32")
 
 
 def people_difference(a, b) -> float:
@@ -479,9 +508,13 @@ def verify_export(prefix: str, predictor, image: np.ndarray, engines=("symbol", 
 
     Maps: the network input of ``image`` at scale 1 (resized to ``boxsize``, padded,
     normalised) goes through the Gluon network and through each engine;
-    :func:`compare_maps` with ``rtol``/``atol``. People: the full Predictor pipeline
+    :func:`compare_maps` with ``rtol``/``atol``, widened to ``FLOAT32_MARGIN`` times what
+    float32 loses on this network (:func:`float64_noise`). People: the full Predictor pipeline
     (the predictor's scales and flip) from the Gluon network and from each engine must
-    find the same people with keypoints within ``people_tol`` pixels.
+    find the same people with keypoints within ``people_tol`` pixels, or within
+    ``FLOAT32_MARGIN`` times what float32 rounding alone moves them (people decoded from
+    the float32 and the float64 maps; when float32 alone changes who is found, only the
+    maps are compared).
 
     Parameters
     ----------
@@ -502,6 +535,14 @@ def verify_export(prefix: str, predictor, image: np.ndarray, engines=("symbol", 
     x, _ = predictor.input_batch(image, 1.0)
     out = predictor.net(mx.nd.array(x, ctx=predictor.ctx))
     ref = [out[-2].asnumpy(), out[-1].asnumpy()]
+    ref64 = float64_maps(predictor.net, x, predictor.ctx)
+    noise = [float(np.abs(a.astype(np.float64) - b).max()) if a.size else 0.0
+             for a, b in zip(ref, ref64)]
+    # how far float32 rounding alone moves the decoded people (inf: it changes who is found)
+    from .decode import decode
+    dec = [decode(m[1][0], m[0][0], predictor.skeleton, stride=predictor.stride,
+                  **predictor.decode_params) for m in (ref, ref64)]
+    people_tol = max(people_tol, FLOAT32_MARGIN * people_difference(*dec))
     opts = {"scales": predictor.scales, "flip": predictor.flip, "boxsize": predictor.boxsize,
             "stride": predictor.stride, "decode_params": predictor.decode_params}
     ref_people = predictor(image)
@@ -515,7 +556,7 @@ def verify_export(prefix: str, predictor, image: np.ndarray, engines=("symbol", 
             maps = [o[-2].asnumpy(), o[-1].asnumpy()]
         else:
             maps = list(p.net(x))
-        m = compare_maps(ref, maps, rtol, atol)
+        m = compare_maps(ref, maps, rtol, atol, noise=noise)
         people = p(image)
         d = people_difference(ref_people, people)
         r = {"max_abs": m["max_abs"], "max_rel": m["max_rel"], "maps_ok": m["ok"],
@@ -526,5 +567,6 @@ def verify_export(prefix: str, predictor, image: np.ndarray, engines=("symbol", 
         report[eng] = r
         ok &= r["ok"]
     report["ok"] = bool(ok)
-    report["tolerance"] = {"rtol": rtol, "atol": atol, "people_px": people_tol}
+    report["tolerance"] = {"rtol": rtol, "atol": atol, "people_px": people_tol,
+                           "float32_noise": noise, "margin": FLOAT32_MARGIN}
     return report

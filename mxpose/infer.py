@@ -83,6 +83,11 @@ class Predictor:
     flip : bool
         Also run the mirrored image and average.
     boxsize, stride : int
+    max_side : int
+        Longest side, in pixels, of the network input at any scale (default 4096). The
+        image height is scaled to ``scale * boxsize``; a very wide or tall image (a 4000x8
+        strip would become 184000x368) is scaled down further so that its longer side fits,
+        which bounds memory and time. Ordinary photos at CMU's scales stay well below it.
     ctx : mxnet Context, optional (default CPU).
     decode_params : dict
         Passed to :func:`mxpose.decode.decode` (thresholds).
@@ -94,7 +99,7 @@ class Predictor:
 
     def __init__(self, net, skeleton, scales: Sequence[float] = (1.0,), flip: bool = False,
                  boxsize: int = 368, stride: int = 8, ctx=None, decode_params=None,
-                 engine: str = "gluon"):
+                 engine: str = "gluon", max_side: int = 4096):
         self.skeleton = get_skeleton(skeleton)
         self.scales = tuple(float(s) for s in scales)
         if not self.scales or min(self.scales) <= 0:
@@ -102,6 +107,10 @@ class Predictor:
         self.flip = bool(flip)
         self.boxsize = int(boxsize)
         self.stride = int(stride)
+        self.max_side = int(max_side)
+        if self.boxsize < self.stride or self.max_side < self.stride:
+            raise ValueError(f"boxsize ({boxsize}) and max_side ({max_side}) must be at least "
+                             f"the network stride {self.stride}")
         self.decode_params = dict(decode_params or {})
         self.timings = {"net": 0.0, "decode": 0.0, "frames": 0}
         #: the network (Gluon block or numpy callable) and the engine's name; exported
@@ -235,7 +244,7 @@ class Predictor:
 
     def _prepare(self, img: np.ndarray, scale: float):
         h, w = img.shape[:2]
-        s = scale * self.boxsize / h
+        s = min(scale * self.boxsize / h, self.max_side / max(h, w))
         rh, rw = max(1, int(round(h * s))), max(1, int(round(w * s)))
         # the exact factors of the resize actually done
         sx, sy = rw / w, rh / h

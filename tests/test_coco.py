@@ -331,7 +331,7 @@ def test_tool_user_errors_are_one_line(coco_sample, tmp_path):
         (("--annotations", TOOL), "not a JSON file"),
         (("--annotations", _write_json({"images": [], "annotations": []},
                                        tmp_path / "e.json")), "not a COCO annotation file"),
-        (("--annotations", bad), "annotation id 488308 (image id 196141)"),
+        (("--annotations", bad, "--strict"), "annotation id 488308 (image id 196141)"),
     ]
     for args, msg in cases:
         r = _tool(*args, "--images", coco_sample, "--out", str(tmp_path / "o.db"))
@@ -341,3 +341,65 @@ def test_tool_user_errors_are_one_line(coco_sample, tmp_path):
     r = _tool("--annotations", os.path.join(coco_sample, "test_coco.json"),
               "--images", str(tmp_path / "noimg"), "--out", str(tmp_path / "o.db"))
     assert r.returncode == 2 and "noimg does not exist" in r.stderr
+
+
+# -- bad records are skipped, not fatal ----------------------------------------------------
+def _broken(coco_sample, tmp_path):
+    """The sample JSON with one bad record of each kind, and one person far outside."""
+    data = _json(coco_sample)
+    anns = data["annotations"]
+    sizes = {im["id"]: (im["height"], im["width"]) for im in data["images"]}
+    anns[0]["keypoints"] = anns[0]["keypoints"][:50]
+    anns[1]["keypoints"][0] = float("nan")
+    anns[2]["keypoints"][3] = "12"
+    anns[3]["segmentation"][0][0] = "x"          # the outline of an unlabelled person
+    anns[4]["image_id"] = 999999
+    h, w = sizes[anns[5]["image_id"]]
+    anns[5]["segmentation"] = {"size": [h, w], "counts": "0\x7f bad"}
+    far = next(a for a in anns[6:] if a["keypoints"][2] > 0)
+    far["keypoints"][0] = -10.0 * sizes[far["image_id"]][1]
+    bad_ids = [anns[i]["id"] for i in (0, 1, 2, 4, 5, 3)]
+    return _write_json(data, tmp_path / "broken.json"), data, bad_ids, far
+
+
+def test_bad_annotations_are_skipped_counted_and_reported(coco_sample, tmp_path):
+    js, data, bad_ids, far = _broken(coco_sample, tmp_path)
+    out = str(tmp_path / "b.db")
+    s = ingest_coco(js, coco_sample, out, progress=False)
+    assert s.written == 4 and s.people == len(data["annotations"]) - 6
+    assert {k: len(v) for k, v in s.skipped.items()} == {
+        "keypoints of the wrong length": 1, "non-numeric or non-finite keypoints": 2,
+        "bad segmentation": 1, "unknown image id": 1, "undecodable RLE": 1}
+    assert s.skipped["unknown image id"] == [f"annotation id {bad_ids[3]} (image id 999999)"]
+    assert list(s.warnings) == ["labelled keypoints far outside the image"]
+    assert s.warnings["labelled keypoints far outside the image"][0].endswith(
+        f"person {far['id']}")
+    text = "\n".join(s.lines())
+    assert "keypoints of the wrong length: 1" in text and "far outside" in text
+    assert f"annotation id {bad_ids[0]}" in text and out + ".skipped.json" in text
+    report = json.load(open(out + ".skipped.json"))
+    named = [n for names in report["skipped"].values() for n in names]
+    assert sorted(int(n.split()[2]) for n in named) == sorted(bad_ids)
+    assert all(n in report["details"] for n in named)
+    db = PoseDB(out)
+    stored = {sid for i in db.image_ids() for sid in db.people(i)["source_id"]}
+    assert not stored & {str(b) for b in bad_ids} and str(far["id"]) in stored
+    # the left-out people (on known images) are masked out instead of taught as background
+    reasons = [r["reason"] for i in db.image_ids() for r in db.ignore_rles(i)]
+    assert reasons.count("invalid annotation") == 5
+    # strict keeps the abort
+    with pytest.raises(CocoFormatError, match=f"annotation id {bad_ids[0]}"):
+        ingest_coco(js, coco_sample, str(tmp_path / "s.db"), progress=False, strict=True)
+
+
+def test_tool_skips_bad_annotations_and_exits_0(coco_sample, tmp_path):
+    js, data, bad_ids, _ = _broken(coco_sample, tmp_path)
+    out = str(tmp_path / "t.db")
+    r = _tool("--annotations", js, "--images", coco_sample, "--out", out, "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert "skipped, unknown image id: 1" in r.stdout and "Traceback" not in r.stderr
+    assert os.path.isfile(out + ".skipped.json") and out + ".skipped.json" in r.stdout
+    r = _tool("--annotations", js, "--images", coco_sample, "--out", str(tmp_path / "s.db"),
+              "--strict", "--no-progress")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert f"annotation id {bad_ids[0]}" in r.stderr

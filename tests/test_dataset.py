@@ -325,12 +325,17 @@ def test_truncated_jpeg_is_rejected_even_after_gluoncv_import(syn_db):
     import gluoncv.data  # noqa: F401
     from PIL import ImageFile
 
-    from mxpose.data import PoseDB, PoseDBError
-    from mxpose.data.dataset import decode_image
+    from mxpose.data import PoseDB
+    from mxpose.data.image import ImageDecodeError, decode_image, image_size
     ImageFile.LOAD_TRUNCATED_IMAGES = True
     db = PoseDB(syn_db)
     i = int(db.image_ids("train")[0])
     info = db.image_info(i)
     data = db.image_bytes(i)
-    with pytest.raises(PoseDBError, match="undecodable"):
-        decode_image(data[: len(data) // 2], info["width"], info["height"])
+    for cut in (len(data) // 2, len(data) - 2):
+        with pytest.raises(ImageDecodeError, match="undecodable"):
+            decode_image(data[:cut])
+        with pytest.raises(ImageDecodeError, match="truncated"):
+            image_size(data[:cut])
+        ImageFile.LOAD_TRUNCATED_IMAGES = True
+    assert decode_image(data)[0].shape == (info["height"], info["width"], 3)

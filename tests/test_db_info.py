@@ -103,7 +103,8 @@ def test_check_finds_corrupt_image_blob(good_db, capsys):
     rc, out, _ = _run(capsys, good_db, "--check")
     assert rc == 1
     lines = [line.strip() for line in out.splitlines() if "cannot be decoded" in line]
-    assert lines == [f"{name} (image id {iid}): image bytes cannot be decoded"]
+    assert len(lines) == 1 and lines[0].startswith(
+        f"{name} (image id {iid}): image bytes cannot be decoded (")
     assert "check: 1 problems" in out
 
 

@@ -186,13 +186,13 @@ def test_engine_user_errors(moving_maps, tiny_weights, tmp_path):
 
 def test_flip_flags_reach_the_predictor(moving_maps):
     import argparse
-    from mxpose.cli import add_predictor_args, predictor_kwargs
+    from mxpose.cli import add_predictor_args, predictor_options
     from mxpose.infer import Predictor
     p = argparse.ArgumentParser()
     add_predictor_args(p)
-    assert "flip" not in predictor_kwargs(p.parse_args([]))
+    assert "flip" not in predictor_options(p.parse_args([]))
     for argv, want in ((["--flip"], True), (["--no-flip"], False)):
-        kw = predictor_kwargs(p.parse_args(argv))
+        kw = predictor_options(p.parse_args(argv))
         assert kw["flip"] is want
         assert Predictor.from_exported(moving_maps["prefix"], engine="onnx", **kw).flip is want
     with pytest.raises(SystemExit):

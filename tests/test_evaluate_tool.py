@@ -57,3 +57,12 @@ def test_bad_arguments_are_one_line(coco_db, tmp_path):
     r = _tool("--db", coco_db, "--prefix", str(tmp_path / "none" / "run"), "--epoch", "8600")
     assert r.returncode == 2 and "8600.params does not exist" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("flag, value", [("--boxsize", "0"), ("--scales", "0"),
+                                         ("--scales", "a,b")])
+def test_oracle_bad_inference_flags_are_one_line(coco_db, flag, value):
+    r = _tool("--db", coco_db, "--oracle", "--no-progress", flag, value)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and flag in lines[0]

@@ -283,3 +283,54 @@ def test_tool_exports_and_verifies(tmp_path, media):
     assert len(bad.stderr.strip().splitlines()) == 1
     bad = _tool("-c", str(cfg), "--weights", weights, "--formats", "tflite")
     assert bad.returncode == 2 and "--formats" in bad.stderr
+
+
+def _cancelling_net(offset, seed=3):
+    """A small net whose last-stage maps come out of cancelling large activations: the
+    hidden layer of each last head is shifted by ``offset`` (past its ReLU) and the output
+    bias takes the shift back out. The maps stay of order one while float32 loses
+    ~offset * eps of them: correct exports then differ from MXNet by more than the fixed
+    relative tolerance (the small-model failure that the float64 reference fixes)."""
+    net = _small_net("lwpose_mobilenet", seed)
+    params = net.collect_params()
+    names = [k for k in params if "head" in k]
+    last = names[-1].rsplit("__head", 1)[0]
+    for head in ("__head0", "__head1"):
+        hidden = params[f"{last}{head}__convrelu0_conv0_bias"]
+        hidden.set_data(hidden.data() + offset)
+        w = params[f"{last}{head}_conv0_weight"].data()
+        out = params[f"{last}{head}_conv0_bias"]
+        out.set_data(out.data() - offset * w.sum(axis=(1, 2, 3)))
+    return net
+
+
+def test_verify_scales_tolerance_to_float32_and_still_catches_wrong_exports(tmp_path, media):
+    _needs_onnx()
+    import cv2
+    image = cv2.imread(os.path.join(media, "COCO_val2014_000000000192.jpg"))
+    net = _cancelling_net(3e5)
+    kw = SMALL["lwpose_mobilenet"]
+    meta = ex.make_meta(OP18, "lwpose_mobilenet", kw, num_stages=net.num_stages,
+                        all_stages=False, boxsize=128)
+    prefix = str(tmp_path / "m")
+    ex.export_network(net, prefix, meta)
+    pred = Predictor(net, OP18, boxsize=128)
+    # the fixed relative tolerance alone rejects this correct export ...
+    x, _ = pred.input_batch(image)
+    ref = _gluon_maps(net, x, False)
+    ort = ex.OnnxRunner(prefix + ".onnx", providers=["CPUExecutionProvider"])
+    assert not ex.compare_maps(ref, ort.run_all(x), RTOL, ATOL)["ok"]
+    # ... measured against what float32 loses on this network, it passes, people agree
+    rep = ex.verify_export(prefix, pred, image)
+    assert rep["ok"], rep
+    assert max(rep["tolerance"]["float32_noise"]) > RTOL * np.abs(ref[-1]).max() / 4
+    assert np.array_equal(ref[-1], _gluon_maps(net, x, False)[-1])   # cast back exactly
+    # an export of other weights (a genuinely wrong export) still fails, maps and people
+    other = Predictor(_cancelling_net(3e5, seed=4), OP18, boxsize=128)
+    bad = ex.verify_export(prefix, other, image)
+    assert not bad["ok"] and not bad["onnx"]["maps_ok"] and not bad["symbol"]["maps_ok"]
+    # and so does a single wrong output weight in the ONNX file
+    w = net.collect_params()
+    key = [k for k in w if k.endswith("_conv0_weight") and "head1" in k][-1]
+    w[key].set_data(w[key].data() * 1.01)
+    assert not ex.verify_export(prefix, Predictor(net, OP18, boxsize=128), image)["ok"]

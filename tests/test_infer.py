@@ -285,6 +285,35 @@ def test_bad_arguments():
         pred.maps(np.zeros((10, 10), np.uint8))
 
 
+@pytest.mark.parametrize("hw", [(8, 4000), (4000, 8)])
+def test_very_wide_or_tall_image_has_a_bounded_canvas(hw):
+    seen = []
+
+    def fwd(batch):
+        seen.append(batch.shape)
+        B, _, h, w = batch.shape
+        return (np.zeros((B, OP18.num_pafs, h // 8, w // 8), np.float32),
+                np.zeros((B, OP18.num_heatmaps, h // 8, w // 8), np.float32))
+
+    img = np.full(hw + (3,), 90, np.uint8)
+    # unbounded, the 8 px side would be scaled to 368: a 184000 x 368 input (270 MB)
+    pred = Predictor(fwd, OP18, scales=(1.0, 2.0), boxsize=368, engine="numpy")
+    people, _ = pred(img)
+    assert people.shape == (0, 18, 3)
+    for _, _, h, w in seen:
+        assert max(h, w) <= 4096 + 8 and h * w <= 4104 * 16
+    small = Predictor(fwd, OP18, boxsize=368, max_side=1000, engine="numpy")
+    x, (sx, sy) = small.input_batch(img)
+    assert max(x.shape[2:]) <= 1000 + 8
+    # an ordinary photo is not affected by the default bound
+    x, _ = pred.input_batch(np.zeros((480, 640, 3), np.uint8), 2.0)
+    assert x.shape[2] == 736
+
+
+def test_boxsize_must_be_positive():
+    with pytest.raises(ValueError, match="boxsize"):
+        Predictor(lambda b: None, OP18, boxsize=0, engine="numpy")
+
 # ---------------------------------------------------------------------------------------
 # tools/bench_infer.py
 # ---------------------------------------------------------------------------------------

@@ -38,9 +38,35 @@ test:
 """
 
 
-def tool(name, *args, cwd=None, timeout=300):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "tools", name), *args],
-                          capture_output=True, text=True, cwd=cwd, timeout=timeout)
+#: every journey tool run's output, checked for tracebacks by the last test of this file
+OUTPUTS = []
+
+
+def _record(name, r):
+    OUTPUTS.append((name, r.stdout + r.stderr))
+    return r
+
+
+def tool(name, *args, cwd=None, timeout=300, env=None):
+    return _record(name, subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tools", name), *args], capture_output=True,
+        text=True, cwd=cwd, timeout=timeout, env=env))
+
+
+# Runs a tool with SQLite limited to a few pages: writes fail exactly as on a full disk.
+_FULL_DISK = """
+import runpy, sys
+from mxpose.data import store
+connect = store._connect
+def small(path, readonly):
+    con = connect(path, readonly)
+    if not readonly:
+        con.execute("PRAGMA max_page_count=60")
+    return con
+store._connect = small
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +186,98 @@ def test_user_mistakes_give_one_clear_line(run, tmp_path, coco_sample):
                          "--images", coco_sample, "--out", str(tmp_path / "c.db")), "x.json")
     _one_line_error(tool("mpi_parse.py", "--annotations", str(tmp_path / "x.mat"),
                          "--images", str(tmp_path), "--out", str(tmp_path / "m.db")), "x.mat")
+
+
+def test_more_user_mistakes_give_one_clear_line(run, tmp_path, media):
+    train = ("train.py", "-c", run["cfg"], "--workdir", str(tmp_path / "w"), "--no-progress")
+    # config values that are not YAML, a model or a model argument that does not exist
+    _one_line_error(tool(*train, "--set", "train.lr=["), "train.lr=[", "not valid YAML")
+    _one_line_error(tool(*train, "--set", "model.name=lwpose"), "unknown model 'lwpose'",
+                    "lwpose_mobilenet")
+    _one_line_error(tool(*train, "--set", "model.kwargs.num_refinements=2"),
+                    "num_refinements", "num_refinement")
+    _one_line_error(tool(*train, "--num-workers", "-1"), "--num-workers", ">= 0")
+    # an output folder that cannot be created or written
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    _one_line_error(tool("train.py", "-c", run["cfg"], "--workdir", str(blocker / "w"),
+                         "--no-progress", "--max-iters", "1"), "a_file")
+    img = os.path.join(media, "COCO_val2014_000000000192.jpg")
+    demo = ("demo.py", "-c", run["cfg"], "--prefix", run["prefix"], "--epoch", "4",
+            "--image", img)
+    _one_line_error(tool(*demo, "--out", str(blocker / "out")), "a_file")
+    # the image cannot be written (here a folder is in its way; a read-only folder or a
+    # full disk fail the same way): an error, not "success" with nothing written
+    out = tmp_path / "out"
+    (out / "COCO_val2014_000000000192.jpg").mkdir(parents=True)
+    _one_line_error(tool(*demo, "--out", str(out)), "cannot write image",
+                    "COCO_val2014_000000000192.jpg")
+    _one_line_error(tool(*demo, "--out", str(tmp_path / "o"), "--json", str(out)),
+                    "--json", "is a folder")
+    _one_line_error(tool(*demo, "--out", str(tmp_path / "o"), "--json",
+                         str(blocker / "p.json")), "--json", "cannot be written")
+    if hasattr(os, "geteuid") and os.geteuid() != 0:   # root writes into 0o555 folders
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o555)
+        _one_line_error(tool(*demo, "--out", str(ro)), "cannot write image")
+    # inference settings that make no sense are named, the checkpoint is not blamed
+    _one_line_error(tool(*demo, "--out", str(tmp_path / "o"), "--boxsize", "0"), "--boxsize")
+    r = tool(*demo, "--out", str(tmp_path / "o"), "--scales", "0")
+    _one_line_error(r, "--scales")
+    assert "cannot load" not in r.stderr
+    # evaluate: a ground-truth file that is not JSON, or JSON that is not COCO
+    notjson = tmp_path / "gt.json"
+    notjson.write_text("this is not json")
+    ev = ("evaluate.py", "-c", run["cfg"], "--prefix", run["prefix"], "--epoch", "4",
+          "--images", str(tmp_path), "--no-progress")
+    _one_line_error(tool(*ev, "--annotations", str(notjson)), "gt.json", "not a JSON file")
+    notcoco = tmp_path / "list.json"
+    notcoco.write_text("[1, 2, 3]")
+    _one_line_error(tool(*ev, "--annotations", str(notcoco)), "list.json",
+                    "not a COCO annotation file")
+    _one_line_error(tool("evaluate.py", "--db", run["db"], "--oracle", "--no-progress",
+                         "--json", str(blocker / "e.json")), "--json", "cannot be written")
+
+
+def test_ingestion_disk_full_and_busy_db(coco_sample, tmp_path):
+    js = os.path.join(coco_sample, "test_coco.json")
+    out = str(tmp_path / "c.db")
+    # disk full part-way: one line, the images committed before are kept and readable
+    r = _record("coco_parse.py (full disk)", subprocess.run(
+        [sys.executable, "-c", _FULL_DISK, os.path.join(ROOT, "tools", "coco_parse.py"),
+         "--annotations", js, "--images", coco_sample, "--out", out, "--commit-every", "1",
+         "--workers", "1", "--no-progress"], capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, PYTHONPATH=ROOT)))
+    _one_line_error(r, "disk full", "kept", "re-run")
+    r = tool("db_info.py", out, "--check", "--no-progress")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "check: ok" in r.stdout
+    # a second ingestion into a DB another one is writing is refused: "busy"
+    slow = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "tools", "coco_parse.py"), "--annotations", js,
+         "--images", coco_sample, "--out", str(tmp_path / "b.db"), "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ, MXPOSE_INGEST_SLEEP="3"))
+    try:
+        import time
+        t0 = time.time()
+        while not os.path.isfile(str(tmp_path / "b.db")):
+            assert slow.poll() is None and time.time() - t0 < 60
+            time.sleep(0.1)
+        time.sleep(1.0)
+        _one_line_error(tool("coco_parse.py", "--annotations", js, "--images", coco_sample,
+                             "--out", str(tmp_path / "b.db"), "--no-progress"),
+                        "b.db", "busy", "another process")
+    finally:
+        slow.kill()
+        o, e = slow.communicate()
+        OUTPUTS.append(("coco_parse.py (killed)", o + e))
+
+
+def test_no_traceback_in_any_journey_output():
+    """Runs last: none of this file's tool runs printed a traceback (errors included)."""
+    if len(OUTPUTS) < 20:
+        pytest.skip("needs the other tests of this file to have run first")
+    bad = [name for name, text in OUTPUTS if "Traceback" in text]
+    assert not bad, bad

@@ -13,6 +13,7 @@ import pytest
 import scipy.io
 
 from mxpose.data import PoseDB
+from mxpose.data.image import ImageDecodeError
 from mxpose.data.mpii import (MPIIError, assign_split, image_size, ingest_mpii, load_release,
                               parse_release)
 
@@ -107,14 +108,14 @@ def test_ingest_sample_exact(release, tmp_path):
     out = str(tmp_path / "mpii.db")
     rep = ingest_mpii(mat_path, img_dir, out, include_test=True)
     stored = {k: v for k, v in expected.items() if k != "_skipped"}
-    assert rep.written == len(stored) and rep.already == 0
+    assert rep.written == len(stored) and rep.already_stored == 0
     assert rep.split_counts == {"train": 5, "test": 1}
     skipped = expected["_skipped"]
-    assert rep.skipped == {reason: list(skipped.values()).count(reason)
-                           for reason in set(skipped.values())}
+    assert {k: len(v) for k, v in rep.skipped.items()} == {
+        reason: list(skipped.values()).count(reason) for reason in set(skipped.values())}
     for reason in set(skipped.values()):
         for name in [n for n, r in skipped.items() if r == reason]:
-            assert any(name in ex for ex in rep.examples[reason]), (name, rep.examples)
+            assert name in rep.skipped[reason], (name, rep.skipped)
     text = "\n".join(rep.lines())
     assert "missing.jpg" in text and "image missing on disk" in text
 
@@ -174,11 +175,11 @@ def test_test_images_skipped_by_default(release, tmp_path):
     out = str(tmp_path / "mpii.db")
     rep = ingest_mpii(mat_path, img_dir, out)
     assert rep.split_counts == {"train": 5}
-    assert rep.skipped["test image (not requested)"] == 2
+    assert len(rep.skipped["test image (not requested)"]) == 2
     assert PoseDB(out).splits() == {"train": 5}
     # Asking for them later adds them to the same DB.
     rep = ingest_mpii(mat_path, img_dir, out, include_test=True)
-    assert rep.written == 1 and rep.already == 5
+    assert rep.written == 1 and rep.already_stored == 5
     db = PoseDB(out)
     assert db.splits() == {"test": 1, "train": 5}
     ppl = db.people(_by_name(db)["test_a.jpg"])
@@ -191,10 +192,10 @@ def test_rerun_adds_nothing(release, tmp_path):
     out = str(tmp_path / "mpii.db")
     first = ingest_mpii(mat_path, img_dir, out, include_test=True)
     second = ingest_mpii(mat_path, img_dir, out, include_test=True)
-    assert second.written == 0 and second.already == first.written
+    assert second.written == 0 and second.already_stored == first.written
     con = sqlite3.connect(out)
     assert con.execute("SELECT COUNT(*) FROM images").fetchone()[0] == first.written
-    assert con.execute("SELECT COUNT(*) FROM people").fetchone()[0] == first.people_written
+    assert con.execute("SELECT COUNT(*) FROM people").fetchone()[0] == first.people
     assert con.execute("SELECT COUNT(DISTINCT file_name) FROM images").fetchone()[0] \
         == first.written
     assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -244,8 +245,9 @@ def test_image_size(mpii_sample, tmp_path):
             assert image_size(data) == (img.shape[1], img.shape[0])
     ok, png = cv2.imencode(".png", np.zeros((7, 13, 3), np.uint8))
     assert image_size(png.tobytes()) == (13, 7)
-    assert image_size(b"\xff\xd8\xff\xe0 garbage") is None
-    assert image_size(b"garbage") is None
+    for junk in (b"\xff\xd8\xff\xe0 garbage", b"garbage"):
+        with pytest.raises(ImageDecodeError):
+            image_size(junk)
 
 
 def test_assign_split_deterministic():
@@ -371,7 +373,7 @@ def test_cli_interrupted_run_resumes(mpii_sample, tmp_path):
     assert 6 <= n_killed < len(names)
     r = _run_tool(args)
     assert r.returncode == 0, r.stderr
-    assert f"already present: {n_killed} images" in r.stdout
+    assert f"already stored: {n_killed} images" in r.stdout
     con = sqlite3.connect(out)
     assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     rows = con.execute("SELECT file_name FROM images").fetchall()

@@ -15,6 +15,7 @@ from mxpose.data import dataset as dataset_mod
 from mxpose.data import transforms as T
 from mxpose.data.coco import ingest_coco
 from mxpose.data.dataset import PoseDataset
+from mxpose.data.image import decode_image
 from mxpose.data.store import PoseDB
 from mxpose.data.synthetic import make_synthetic_db
 from mxpose.skeleton import convert, get_skeleton
@@ -309,8 +310,8 @@ def test_reduced_decode_keeps_alignment(coco_db, monkeypatch, mult, reduce):
         # sensitivity: the reduced image placed without the (r-1)/2 pixel-centre offset,
         # or one decoded pixel off, agrees worse with the full decode
         data = ds.db.image_bytes(int(ds.index[j, 0]))
-        img, rr, channels = dataset_mod.decode_image(data, info["width"], info["height"],
-                                                     reduce)
+        img, rr, channels = decode_image(data, reduce, channels="any",
+                                         expect_size=(info["width"], info["height"]))
         assert rr == reduce
         for off, margin in ((0.0, 0.3), (reduce + (reduce - 1) / 2, 2.0)):
             wrong = np.array([[reduce, 0, off], [0, reduce, off]])

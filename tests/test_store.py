@@ -205,6 +205,68 @@ def test_read_only_connection(small_db):
     assert len(db) == 2
 
 
+
+@pytest.mark.parametrize("folder", ["x%41", "a#b", "q?mode=rw", "sp ace%20"])
+def test_special_characters_in_the_path_open_that_file(tmp_path, folder):
+    # A folder named x%41 must not be read as xA; '#' and '?' must not cut the path (the
+    # cut path would be created, empty, by a connection meant to be read-only).
+    d = tmp_path / folder
+    d.mkdir()
+    decoy = tmp_path / "xA"
+    decoy.mkdir()
+    for where, name in ((d, "s.db"), (decoy, "s.db")):
+        with PoseDBWriter(str(where / name), dataset="mpii", skeleton="mpii") as w:
+            w.add_image(f"{where.name}.png", _png(), 40, 30, "train")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    db = PoseDB(str(d / "s.db"))
+    assert db.image_info(int(db.image_ids()[0]))["file_name"] == f"{folder}.png"
+    assert len(db) == 1
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before   # nothing created
+
+
+def _fill_until_full(w, start=0):
+    """Add images to writer ``w`` until SQLite reports the (simulated) disk full."""
+    w._con.execute("PRAGMA max_page_count=40")   # SQLITE_FULL, exactly as a full disk
+    for i in range(start, start + 1000):
+        w.add_image(f"im{i}.png", _png(w=60, h=60, value=i % 255) + bytes(3000), 60, 60,
+                    "train")
+    raise AssertionError("the page limit was never reached")
+
+
+def test_disk_full_is_one_error_and_keeps_committed_images(tmp_path):
+    path = str(tmp_path / "full.db")
+    with PoseDBWriter(path, dataset="mpii", skeleton="mpii", commit_every=2) as w:
+        w.add_image("first.png", _png(), 40, 30, "train")
+    with pytest.raises(PoseDBError, match="disk full.*kept.*re-run") as e:
+        with PoseDBWriter(path, dataset="mpii", skeleton="mpii", commit_every=2) as w:
+            _fill_until_full(w)
+    assert "\n" not in str(e.value)
+    db = PoseDB(path)
+    assert db.integrity_check() == "ok"
+    names = [db.image_info(int(i))["file_name"] for i in db.image_ids()]
+    assert names[0] == "first.png" and len(names) >= 3     # earlier commits intact
+    for i in db.image_ids():
+        db.load_image(int(i))
+    # the lock was released: the next run continues
+    with PoseDBWriter(path, dataset="mpii", skeleton="mpii") as w:
+        assert w.has_image("first.png")
+
+
+def test_second_writer_is_refused_as_busy(tmp_path):
+    path = str(tmp_path / "busy.db")
+    with PoseDBWriter(path, dataset="mpii", skeleton="mpii") as w:
+        w.add_image("a.png", _png(), 40, 30, "train")
+        w.commit()
+        code = (f"from mxpose.data.store import PoseDBWriter, PoseDBError\n"
+                f"try:\n    PoseDBWriter({path!r}, dataset='mpii', skeleton='mpii')\n"
+                f"except PoseDBError as e:\n    print(e)\n")
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env=dict(os.environ, PYTHONPATH=ROOT), timeout=60)
+        assert "is busy" in r.stdout and "another process" in r.stdout, r.stdout + r.stderr
+        assert len(PoseDB(path)) == 1          # readers are not blocked by the lock
+    with PoseDBWriter(path, dataset="mpii", skeleton="mpii") as w:   # released at close
+        assert w.has_image("a.png")
+
 # -- multi-process safety -----------------------------------------------------------------
 def test_pickle_drops_the_connection(small_db):
     db = PoseDB(small_db[0])

@@ -353,3 +353,16 @@ def test_crowd_setting_rows_overlap_and_occluders(tmp_path):
     make_synthetic_db(plain, 1, progress=False, min_size=200, max_size=240)
     assert PoseDB(out).meta["synthetic"]["crowd"] is True
     assert "crowd" not in PoseDB(plain).meta["synthetic"]
+
+
+def test_tool_preview_that_cannot_be_written_is_one_line(tmp_path):
+    prev = tmp_path / "prev"
+    (prev / "train_000000.png").mkdir(parents=True)   # in the way, as a read-only folder is
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "make_synthetic.py"),
+                        "--out", str(tmp_path / "t.db"), "--num-images", "1", "--no-progress",
+                        "--min-size", "96", "--max-size", "96", "--preview", str(prev)],
+                       capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, PYTHONPATH=ROOT))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "cannot write image" in r.stderr and "train_000000.png" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

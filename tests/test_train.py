@@ -392,3 +392,50 @@ def test_bench_train_small(tmp_path):
     assert [x["mode"] for x in res] == ["train+data", "train only", "data only"]
     assert all(x["img_per_s"] > 0 for x in res)
     assert 0 <= res[0]["data_wait"] <= 1
+
+
+def test_failed_checkpoint_write_is_an_os_error_and_keeps_the_old_file(tmp_path, monkeypatch):
+    import errno
+    import shutil
+    from mxpose.train.checkpoint import atomic_write
+    path = str(tmp_path / "a.params")
+    atomic_write(path, lambda tmp: open(tmp, "w").write("good"))
+
+    def fails(tmp):
+        open(tmp, "w").write("par")            # MXNet wrote part of it, then fwrite failed
+        raise mx.base.MXNetError("Check failed: FileStream.Write incomplete")
+    monkeypatch.setattr(shutil, "disk_usage", lambda d: shutil._ntuple_diskusage(10, 10, 0))
+    with pytest.raises(OSError) as e:
+        atomic_write(path, fails)
+    assert e.value.errno == errno.ENOSPC and e.value.filename == path
+    assert open(path).read() == "good" and os.listdir(tmp_path) == ["a.params"]
+
+
+# Runs tools/train.py with checkpoint writes failing as on a full disk from the 2nd save on.
+_FULL_DISK = """
+import runpy, shutil, sys
+import mxnet as mx
+from mxnet import gluon
+calls = []
+real = gluon.Block.save_parameters
+def save(self, path, *a, **k):
+    calls.append(path)
+    if len(calls) > 1:
+        shutil.disk_usage = lambda d: shutil._ntuple_diskusage(10, 10, 0)
+        raise mx.base.MXNetError("Check failed: FileStream.Write incomplete")
+    return real(self, path, *a, **k)
+gluon.Block.save_parameters = save
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_cli_disk_full_at_a_checkpoint_is_one_line(synthetic_db, tmp_path):
+    r = _cli(["-c", _FULL_DISK, *_small(synthetic_db, tmp_path, "--cpus", "1",
+                                         "--max-iters", "4", "--save-every", "2")])
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr and "No space left on device" in r.stderr
+    assert "-0004.params" in r.stderr
+    prefix = os.path.join(str(tmp_path), "synthetic_lwpose", "lwpose_mobilenet")
+    assert list_checkpoints(prefix) == [2]                  # the earlier one is intact
+    assert not [f for f in os.listdir(os.path.dirname(prefix)) if ".tmp" in f]

@@ -22,6 +22,13 @@ Crowd annotations and people without a labelled keypoint also become "ignore" re
 (COCO RLE), the areas the loss must not penalise (CMU's mask_miss). The original image
 bytes are stored untouched after checking that they decode to the size the JSON gives.
 
+Bad records do not stop the run: a malformed annotation (keypoints of the wrong length,
+NaN or string coordinates, an unknown image id, an undecodable RLE) is left out (its box,
+if usable, becomes an ignore region), a missing/corrupt/truncated image or one of another
+size than the JSON says is skipped, and labelled keypoints far outside the image are
+warned about. The summary counts each reason and names the first records; the full list
+is written to OUT.skipped.json. --strict aborts on the first malformed annotation instead.
+
 Re-running on the same --out resumes: images already stored are skipped, so an interrupted
 run (Ctrl-C, kill -9) loses at most the last uncommitted --commit-every images.
 
@@ -69,6 +76,9 @@ def build_parser():
                    help="OKS sigmas of a custom layout: a JSON list (one per keypoint, in the "
                         "file's order) or an object name -> sigma (default: a known body "
                         "keypoint's own sigma, else 0.067, the mean COCO sigma)")
+    p.add_argument("--strict", action="store_true",
+                   help="abort on the first malformed annotation (default: leave it out, "
+                        "count it in the summary and list it in OUT.skipped.json)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -93,6 +103,7 @@ def read_sigmas(path):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    from mxpose.cli import os_error_message
     from mxpose.data.coco import (CocoFormatError, default_split, ingest_coco,
                                   load_coco_keypoints)
     from mxpose.data.store import PoseDBError
@@ -110,7 +121,7 @@ def main(argv=None):
                   "layout_name": args.layout_name, "sigmas": args.sigmas}
     try:
         coco = load_coco_keypoints(args.annotations, layout_name=args.layout_name,
-                                   sigmas=read_sigmas(args.sigmas))
+                                   sigmas=read_sigmas(args.sigmas), strict=args.strict)
         for w in coco.warnings:
             print(f"warning: {w}", file=sys.stderr)
         try:
@@ -121,9 +132,14 @@ def main(argv=None):
                               limit=args.limit, keep_empty=args.keep_empty,
                               workers=args.workers, commit_every=args.commit_every,
                               progress=not args.no_progress, args=provenance, on_image=hook,
-                              allow_source_change=args.allow_changed_source)
+                              allow_source_change=args.allow_changed_source,
+                              strict=args.strict)
     except (CocoFormatError, PoseDBError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"error: {os_error_message(e)}; images stored so far are kept in {args.out}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"interrupted; images stored so far are kept in {args.out}; re-run the same "

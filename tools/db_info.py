@@ -31,10 +31,6 @@ import json
 import os
 import sys
 
-# Keypoints may lie a little outside the frame (annotators mark cut-off joints); further
-# than half the image size away is a coordinate bug, not a pose.
-MARGIN = 0.5
-
 
 def build_parser():
     p = argparse.ArgumentParser(prog="db_info.py", description=__doc__,
@@ -75,6 +71,7 @@ def check_image(db, image_id: int) -> list:
     """Problems of one image record, as strings naming the file and the record."""
     import numpy as np
     from mxpose.data.coco import rle_run_lengths
+    from mxpose.data.ingest import far_outside
     from mxpose.data.store import PoseDBError
 
     problems = []
@@ -86,8 +83,9 @@ def check_image(db, image_id: int) -> list:
         if img.shape[:2] != (h, w):
             problems.append(f"{where}: decodes to {img.shape[1]}x{img.shape[0]}, "
                             f"stored size {w}x{h}")
-    except PoseDBError:
-        problems.append(f"{where}: image bytes cannot be decoded")
+    except PoseDBError as e:
+        why = str(e).split("cannot be decoded: ", 1)[-1]
+        problems.append(f"{where}: image bytes cannot be decoded ({why})")
     try:
         people = db.people(image_id)
     except PoseDBError as e:
@@ -108,12 +106,9 @@ def check_image(db, image_id: int) -> list:
             bad_v = sorted(set(np.unique(k[:, 2]).tolist()) - {0.0, 1.0, 2.0})
             if bad_v:
                 problems.append(f"{who}: visibility values {bad_v} not in {{0, 1, 2}}")
-            lab = k[k[:, 2] > 0]
-            mx, my = MARGIN * w, MARGIN * h
-            out = (lab[:, 0] < -mx) | (lab[:, 0] > w - 1 + mx) | \
-                  (lab[:, 1] < -my) | (lab[:, 1] > h - 1 + my)
+            out = far_outside(k, w, h)
             if np.any(out):
-                x, y = lab[out][0, :2]
+                x, y = k[out][0, :2]
                 problems.append(f"{who}: {int(out.sum())} keypoints far outside the "
                                 f"{w}x{h} image, e.g. ({x:.1f}, {y:.1f})")
             box = people["bbox"][i]

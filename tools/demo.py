@@ -40,7 +40,8 @@ import os
 import sys
 import time
 
-from mxpose.cli import (CLIError, add_checkpoint_args, add_predictor_args,
+from mxpose.cli import (CLIError, add_checkpoint_args, add_predictor_args, check_output_file,
+                        check_video_written, checked_video_writer, checked_write,
                         load_exported_predictor, load_onnx_predictor, load_predictor, run_main,
                         use_all_cores)
 
@@ -101,11 +102,11 @@ def _inputs(args, cfg):
     """The frames ``(name, BGR image, time in s)`` and the video's frame rate (None for
     images)."""
     import cv2
+    from mxpose.data.image import ImageDecodeError, read_image
     if args.image:
-        img = cv2.imread(args.image, cv2.IMREAD_COLOR)
-        if img is None:
-            raise CLIError(f"cannot read image {args.image}")
-        return [(os.path.basename(args.image), img, 0.0)], None
+        if not os.path.isfile(args.image):
+            raise CLIError(f"image {args.image} does not exist")
+        return [(os.path.basename(args.image), read_image(args.image), 0.0)], None
     if args.images:
         if not os.path.isdir(args.images):
             raise CLIError(f"image folder {args.images} does not exist")
@@ -116,9 +117,10 @@ def _inputs(args, cfg):
 
         def gen():
             for n, f in enumerate(files):
-                img = cv2.imread(f, cv2.IMREAD_COLOR)
-                if img is None:
-                    print(f"skipping unreadable image {f}", file=sys.stderr)
+                try:
+                    img = read_image(f)
+                except (OSError, ImageDecodeError) as e:
+                    print(f"skipping unreadable image {f}: {e}", file=sys.stderr)
                     continue
                 yield os.path.basename(f), img, n / 25.0   # a folder of frames: 25 fps
         return gen(), None
@@ -192,21 +194,22 @@ class _Output:
         os.makedirs(folder, exist_ok=True)
 
     def write(self, name, vis):
-        import cv2
         if self.fps is None:
-            cv2.imwrite(os.path.join(self.folder, os.path.splitext(name)[0] + ".jpg"), vis)
+            checked_write(os.path.join(self.folder, os.path.splitext(name)[0] + ".jpg"), vis)
             return
         if self.writer is None:
-            path = os.path.join(self.folder, "demo.avi")
-            self.writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), self.fps,
-                                          (vis.shape[1], vis.shape[0]))
-            if not self.writer.isOpened():
-                raise CLIError(f"cannot write video {path}")
+            self.path = os.path.join(self.folder, "demo.avi")
+            self.writer = checked_video_writer(self.path, self.fps,
+                                               (vis.shape[1], vis.shape[0]))
         self.writer.write(vis)
 
-    def close(self):
+    def close(self, check: bool = True):
+        """Release the video; with ``check``, a CLIError when nothing was written."""
         if self.writer is not None:
             self.writer.release()
+            self.writer = None
+            if check:
+                check_video_written(self.path)
 
 
 def main(argv=None):
@@ -218,6 +221,7 @@ def main(argv=None):
         raise CLIError(f"--patience must be >= 0, got {args.patience}")
     if args.smooth and (args.smooth_cutoff <= 0 or args.smooth_beta < 0):
         raise CLIError("--smooth-cutoff must be > 0 and --smooth-beta >= 0")
+    check_output_file(args.json, "--json")
     cfg, pred = _load(args)
     frames, fps = _inputs(args, cfg)
     track = args.track or args.smooth
@@ -257,8 +261,10 @@ def main(argv=None):
                 poses.append(rec)
                 print(f"{name}: {len(scores)} people"
                       + (f", ids {rec['ids']}" if ids is not None else ""))
-    finally:
-        out.close()
+    except BaseException:
+        out.close(check=False)
+        raise
+    out.close()
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     n = len(poses)
     if n == 0:

@@ -23,8 +23,8 @@ import os
 import sys
 
 from mxpose.cli import (CLIError, add_checkpoint_args, add_predictor_args, build_predictor,
-                        context_from_args, parse_iterations, resolve_run, run_main,
-                        use_all_cores)
+                        check_output_file, context_from_args, parse_iterations,
+                        predictor_options, resolve_run, run_main, use_all_cores)
 
 use_all_cores()   # before mxnet is imported
 
@@ -126,6 +126,9 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     from mxpose.eval.runner import OracleMaps, rotate_gt, rotate_sample, run_evaluation
     from mxpose.eval.card import make_card
+    for flag in ("json", "results", "plot", "best_json"):
+        check_output_file(getattr(args, flag), "--" + flag.replace("_", "-"))
+    predictor_options(args)          # bad --scales/--boxsize: one line before any work
     samples, gt, gt_skel, gt_entry = _samples(args)
     subset = ({"max_images": args.max_images, "seed": args.seed}
               if args.max_images and args.max_images < len(samples) else None)

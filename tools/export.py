@@ -97,13 +97,11 @@ def main(argv=None):
                            "onnxruntime)")
     image = None
     if args.verify:
-        import cv2
+        from mxpose.data.image import read_image
         path = args.image or _DEFAULT_IMAGE
         if not os.path.isfile(path):
             raise CLIError(f"verification image {path} does not exist (pass --image)")
-        image = cv2.imread(path, cv2.IMREAD_COLOR)
-        if image is None:
-            raise CLIError(f"cannot read image {path}")
+        image = read_image(path)     # an undecodable file: one line from run_main
 
     cfg, prefix, it, pred = load_predictor(args)
     ctx = pred.ctx
@@ -139,8 +137,10 @@ def main(argv=None):
         rep = ex.verify_export(out, pred, image, engines=formats, rtol=rtol, atol=atol)
     except ex.ExportError as e:
         raise CLIError(str(e))
+    t = rep["tolerance"]
     print(f"verify on {args.image or _DEFAULT_IMAGE} (tolerance max|a - b| <= {atol:g} + "
-          f"{rtol:g} * max|ref|; people within {rep['tolerance']['people_px']} px):")
+          f"max({rtol:g} * max|ref|, {t['margin']:g} x float32-vs-float64 difference "
+          f"{max(t['float32_noise']):.3g}); people within {t['people_px']} px):")
     print(f"  gluon   {rep['gluon']['people']} people")
     for eng in formats:
         r = rep[eng]

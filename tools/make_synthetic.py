@@ -71,7 +71,7 @@ def build_parser():
 
 def write_previews(folder, seed, params, count=8):
     """PNGs of the first ``count`` train images with their keypoints drawn."""
-    import cv2
+    from mxpose.cli import checked_write
     from mxpose.data.synthetic import draw_keypoints, generate_image, image_seed
     os.makedirs(folder, exist_ok=True)
     gen = {k: v for k, v in params.items() if k != "quality"}
@@ -79,7 +79,7 @@ def write_previews(folder, seed, params, count=8):
     for i in range(count):
         img, people, _ = generate_image(image_seed(seed, "train", i), **gen)
         path = os.path.join(folder, f"train_{i:06d}.png")
-        cv2.imwrite(path, draw_keypoints(img, people))
+        checked_write(path, draw_keypoints(img, people))
         paths.append(path)
     return paths
 
@@ -145,4 +145,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from mxpose.cli import run_main
+    sys.exit(run_main(main))

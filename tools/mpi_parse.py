@@ -14,6 +14,7 @@ import time
 
 from mxpose.data.mpii import (DEFAULT_ANNOTATIONS, DEFAULT_IMAGES, DEFAULT_OUT, MPII_URL,
                               MPIIError, ingest_mpii)
+from mxpose.cli import os_error_message
 from mxpose.data.store import PoseDBError
 
 _GET = (f"download mpii_human_pose_v1_u12_2.zip (annotations) and mpii_human_pose_v1.tar.gz "
@@ -32,8 +33,11 @@ images are 'test' (people with centre and scale, no joints) and are stored only 
 
 Coordinates are stored 0-based (the .mat is 1-based). is_visible 1 -> v=2, 0 -> v=1,
 empty -> v=2 (placed but not flagged); absent joints v=0. Images with nobody annotated,
-images missing on disk or undecodable, and malformed records are skipped and listed in
-the summary. Re-running continues an interrupted run: stored images are not written again.
+images missing on disk, undecodable or truncated, and malformed records are skipped (the
+run goes on; --strict aborts on a malformed record) and labelled joints far outside the
+image are warned about: the summary counts each reason and names the first records, and
+OUT.skipped.json lists them all. Re-running continues an interrupted run: stored images
+are not written again.
 """
 
 
@@ -66,6 +70,9 @@ def _parser():
                    help="continue a DB although the annotation file differs (SHA-256) from "
                         "the one it was started from (default: refuse; the DB records each "
                         "source file's SHA-256 and size)")
+    p.add_argument("--strict", action="store_true",
+                   help="abort on the first malformed record (default: skip it and list it "
+                   "in OUT.skipped.json)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -94,10 +101,14 @@ def main(argv=None):
                              seed=args.split_seed, include_test=args.include_test,
                              limit=args.limit, commit_every=args.commit_every,
                              progress=not args.no_progress, tool="mpi_parse",
-                             args=vars(args), on_image=on_image,
+                             args=vars(args), on_image=on_image, strict=args.strict,
                              allow_source_change=args.allow_changed_source)
     except (MPIIError, PoseDBError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"error: {os_error_message(e)}; the images stored so far are kept in "
+              f"{args.out}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"interrupted; the images stored so far are kept in {args.out}, "

@@ -74,6 +74,7 @@ def main(argv=None):
                    help="one sample per image instead of one per main person")
     args = p.parse_args(argv)
 
+    from mxpose.cli import checked_write
     from mxpose.config import ConfigError, default_config, load_config
     from mxpose.data.dataset import PoseDataset
     from mxpose.data.store import PoseDB, PoseDBError
@@ -101,7 +102,6 @@ def main(argv=None):
         print(f"error: cannot create {args.out}: {e}", file=sys.stderr)
         return 2
 
-    import cv2
     import numpy as np
     from tqdm import tqdm
     rng = np.random.default_rng(args.seed)
@@ -120,7 +120,7 @@ def main(argv=None):
         out = compose(sample, ds.skeleton, cap)
         stem = os.path.splitext(os.path.basename(meta["file_name"]))[0]
         path = os.path.join(args.out, f"sample_{k:03d}_{stem}_p{main}.png")
-        cv2.imwrite(path, out)
+        checked_write(path, out)
         written.append(path)
     print(f"wrote {len(written)} PNGs to {args.out} ({n} samples in split {split!r} of "
           f"{args.db}, skeleton {ds.skeleton.name}; {ds.skipped} unreadable skipped)")
@@ -128,4 +128,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from mxpose.cli import run_main
+    sys.exit(run_main(main))

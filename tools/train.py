@@ -12,7 +12,7 @@ import os
 import sys
 import warnings
 
-from mxpose.cli import use_all_cores
+from mxpose.cli import CLIError, run_main, use_all_cores
 
 use_all_cores()   # before mxnet is imported
 
@@ -172,17 +172,14 @@ def main(argv=None):
     command = ["tools/train.py"] + list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     warnings.simplefilter("always", RuntimeWarning)
-    from mxpose.config import ConfigError, load_config
-    from mxpose.data.store import PoseDBError
-    from mxpose.skeleton import SkeletonError
+    from mxpose.config import load_config
     from mxpose.train import (CheckpointError, PoseTrainer, RunOptions, TrainError,
                               default_experiment, make_contexts, parse_gpus)
     from mxpose.train.optim import OptimizerError
     from mxpose.cli import CLIError
 
     def fail(msg):
-        print(f"train.py: error: {msg}", file=sys.stderr)
-        return 2
+        raise CLIError(msg)
 
     try:
         if args.reproduce:
@@ -193,6 +190,9 @@ def main(argv=None):
                 return fail("no --config given and experiments/cpm_vgg19_mpii.yaml not found "
                             "(run from the repository root)")
             cfg = load_config(cfg_path, _overrides(args))
+        if int(cfg.data.num_workers) < 0:
+            return fail(f"--num-workers / data.num_workers must be >= 0 (0 = load in the "
+                        f"training process), got {cfg.data.num_workers}")
         ctxs = make_contexts(parse_gpus(args.gpus), args.cpus)
         if args.total_batch_size is not None:
             if args.total_batch_size % len(ctxs):
@@ -224,9 +224,8 @@ def main(argv=None):
                   f"{trainer.start_iter}..{cfg.train.max_iters}, checkpoints "
                   f"{trainer.prefix}-%04d.params")
         summary = trainer.run()
-    except (ConfigError, PoseDBError, SkeletonError, CheckpointError, TrainError,
-            OptimizerError, FileNotFoundError, CLIError) as e:
-        return fail(str(e).strip("'\""))
+    except (CheckpointError, TrainError, OptimizerError) as e:
+        raise CLIError(str(e)) from None
     if summary["rank"] == 0:
         ck = summary["checkpoints"]
         print(f"done: iterations {summary['start']}..{summary['iteration']}, last loss "
@@ -237,4 +236,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -34,24 +34,34 @@ import json
 import math
 import os
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .store import PoseDBWriter
+from .image import ImageDecodeError, image_size
+from .ingest import IngestSummary
+from .store import PoseDBError, PoseDBWriteError, PoseDBWriter
 
 __all__ = ["CocoFormatError", "CocoKeypoints", "load_coco_keypoints", "annotation_people",
            "layout_name_from_file",
-           "ingest_coco", "IngestSummary", "default_split", "decode_check", "rle_run_lengths"]
+           "ingest_coco", "IngestSummary", "default_split", "decode_check", "rle_run_lengths",
+           "read_json"]
 
 NUM_COCO_KEYPOINTS = 17
 
 
 class CocoFormatError(ValueError):
     """The annotation file is not a COCO person-keypoints JSON, or holds a bad record."""
+
+
+class AnnotationError(CocoFormatError):
+    """One malformed annotation; ``reason`` is the short category the summary counts."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
 
 
 def default_split(annotations_path: str) -> str:
@@ -83,6 +93,8 @@ class CocoKeypoints:
         Name of a custom layout (default: :func:`layout_name_from_file`).
     sigmas : list or dict, optional
         OKS sigmas of a custom layout (:func:`mxpose.skeleton.layout_from_category`).
+    strict : bool
+        Raise on the first malformed annotation (else skip it, see ``bad``).
 
     Attributes
     ----------
@@ -96,16 +108,22 @@ class CocoKeypoints:
         How a person's keypoints are read (:meth:`person_keypoints`).
     warnings : list of str
         What the layout inference assumed (default sigmas, added mirror limbs).
+    bad : list of (reason, name, message)
+        Malformed annotations left out (not ``strict``), e.g. keypoints of the wrong
+        length, NaN or string coordinates, an unknown image id, an undecodable RLE.
+    bad_boxes : dict int -> list of [x, y, w, h]
+        The usable boxes of the left-out annotations of each image: stored as ignore
+        regions, so the loss does not punish finding a person whose record was bad.
 
     Raises
     ------
     CocoFormatError
-        When the structure is not COCO keypoints, naming the image id / annotation id of
-        the first bad record.
+        When the structure is not COCO keypoints (or, ``strict``, an annotation is
+        malformed), naming the image id / annotation id of the first bad record.
     """
 
     def __init__(self, data, source: str = "<json>", layout_name: Optional[str] = None,
-                 sigmas=None):
+                 sigmas=None, strict: bool = True):
         self.source = source
         if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
                 or not isinstance(data.get("annotations"), list):
@@ -138,16 +156,24 @@ class CocoKeypoints:
         if len(sizes) != len(self.images):
             raise CocoFormatError(f"{source}: duplicate image ids")
         self.anns_by_image: Dict[int, List[dict]] = {}
+        self.bad: List[Tuple[str, str, str]] = []
+        self.bad_boxes: Dict[int, List[list]] = {}
         for i, a in enumerate(data["annotations"]):
             if not isinstance(a, dict):
                 raise CocoFormatError(f"{source}: annotation #{i} is not an object")
             if a.get("category_id") not in kp_cats:
                 continue
-            _check_annotation(a, sizes, source, self.file_keypoints,
-                              hint=" (a foot file holds COCO's 17 keypoints then the 6 foot "
-                                   "points: 23)" if self.mode == "foot23" else "")
-            if self.mode == "wholebody":
-                _check_feet(a, source)
+            try:
+                _check_annotation(a, sizes, source, self.file_keypoints,
+                                  hint=" (a foot file holds COCO's 17 keypoints then the 6 "
+                                       "foot points: 23)" if self.mode == "foot23" else "")
+                if self.mode == "wholebody":
+                    _check_feet(a, source)
+            except AnnotationError as e:
+                if strict:
+                    raise
+                self._leave_out(a, e, sizes)
+                continue
             if not a.get("iscrowd") and _labelled(a) > 0:
                 # Only crowd and unlabelled people need their outline (for the ignore mask);
                 # dropping the polygons of everyone else saves a lot of memory on train2017.
@@ -193,6 +219,13 @@ class CocoKeypoints:
                   or (probe is not None and len(probe["keypoints"]) == 3 * 23)):
                 self.mode = "foot23"
                 self.file_keypoints = 23
+                if probe is not None and len(probe["keypoints"]) != 3 * 23:
+                    # The whole file is of another kind, not one bad record: stop here.
+                    raise CocoFormatError(
+                        f"{source}: annotation id {probe.get('id')!r}: 'keypoints' must be a "
+                        f"list of 69 numbers (23 keypoints x, y, v), got "
+                        f"{len(probe['keypoints'])} (a foot file holds COCO's 17 keypoints "
+                        f"then the 6 foot points: 23)")
             if self.mode != "plain":
                 # COCO's 17 (in the file's order) then the 6 foot points, stored as is.
                 self.perm = np.concatenate([self.perm, np.arange(17, 23)])
@@ -217,6 +250,15 @@ class CocoKeypoints:
         kp[kp[:, 2] <= 0] = 0.0
         return kp
 
+    def _leave_out(self, a: dict, e: AnnotationError, sizes):
+        name = f"annotation id {a.get('id')!r} (image id {a.get('image_id')!r})"
+        self.bad.append((e.reason, name, str(e).split("): ", 1)[-1]))
+        box = a.get("bbox")
+        if a.get("image_id") in sizes and isinstance(box, list) and len(box) == 4 and all(
+                type(v) in (int, float) and math.isfinite(v) for v in box) \
+                and box[2] > 0 and box[3] > 0:
+            self.bad_boxes.setdefault(a["image_id"], []).append([float(v) for v in box])
+
     def __len__(self):
         return len(self.images)
 
@@ -231,20 +273,24 @@ def _labelled(ann: dict) -> int:
 
 
 def _check_feet(a: dict, source: str):
-    """A COCO-WholeBody annotation's ``foot_kpts``: 6 points, checked when ``foot_valid``."""
+    """A COCO-WholeBody annotation's ``foot_kpts``: 6 points, checked when ``foot_valid``;
+    :class:`AnnotationError` otherwise."""
     if not a.get("foot_valid"):
         return
     where = f"{source}: annotation id {a.get('id')!r} (image id {a.get('image_id')!r})"
     kp = a.get("foot_kpts")
     if not isinstance(kp, list) or len(kp) != 18:
         n = len(kp) if isinstance(kp, list) else kp
-        raise CocoFormatError(f"{where}: 'foot_kpts' must be a list of 18 numbers (6 foot "
-                              f"points), got {n!r}")
+        raise AnnotationError("bad foot keypoints", f"{where}: 'foot_kpts' must be a list of "
+                              f"18 numbers (6 foot points), got {n!r}")
     for j, v in enumerate(kp):
-        _num(v, f"{where}: foot_kpts[{j}]")
+        try:
+            _num(v, f"{where}: foot_kpts[{j}]")
+        except CocoFormatError as e:
+            raise AnnotationError("bad foot keypoints", str(e)) from None
         if j % 3 == 2 and v not in (0, 1, 2):
-            raise CocoFormatError(f"{where}: visibility of foot point {j // 3} is {v!r}, "
-                                  f"expected 0, 1 or 2")
+            raise AnnotationError("bad foot keypoints", f"{where}: visibility of foot point "
+                                  f"{j // 3} is {v!r}, expected 0, 1 or 2")
 
 
 def _is_foot_file(path: str) -> bool:
@@ -269,50 +315,102 @@ def layout_name_from_file(path: str) -> str:
 
 def _check_annotation(a: dict, sizes: Dict[int, Tuple[int, int]], source: str,
                       num_keypoints: int = NUM_COCO_KEYPOINTS, hint: str = ""):
+    """Raise :class:`AnnotationError` (reason + message naming the record) when ``a`` is
+    not a usable person annotation of one of the images."""
     aid = a.get("id")
     iid = a.get("image_id")
     where = f"{source}: annotation id {aid!r} (image id {iid!r})"
+
+    def bad(reason, msg):
+        return AnnotationError(reason, f"{where}: {msg}")
+
+    def num(v, what, reason):
+        try:
+            return _num(v, what)
+        except CocoFormatError as e:
+            raise AnnotationError(reason, f"{where}: {e}") from None
+
     if not isinstance(aid, int) or isinstance(aid, bool):
-        raise CocoFormatError(f"{where}: missing or non-integer 'id'")
-    if iid not in sizes:
-        raise CocoFormatError(f"{where}: refers to an image id not in 'images'")
+        raise bad("no integer id", "missing or non-integer 'id'")
+    if not isinstance(iid, int) or iid not in sizes:
+        raise bad("unknown image id", "refers to an image id not in 'images'")
     kp = a.get("keypoints")
     if not isinstance(kp, list) or len(kp) != 3 * num_keypoints:
         n = len(kp) if isinstance(kp, list) else kp
-        raise CocoFormatError(f"{where}: 'keypoints' must be a list of "
-                              f"{3 * num_keypoints} numbers ({num_keypoints} keypoints x, y, "
-                              f"v), got {n!r}{hint}")
+        raise bad("keypoints of the wrong length", f"'keypoints' must be a list of "
+                  f"{3 * num_keypoints} numbers ({num_keypoints} keypoints x, y, v), got "
+                  f"{n!r}{hint}")
     # Fast path first (train2017 has ~260k annotations); name the bad value only on failure.
     if not all(type(v) is int or (type(v) is float and math.isfinite(v)) for v in kp) \
             or not set(kp[2::3]) <= {0, 1, 2}:
         for j, v in enumerate(kp):
-            _num(v, f"{where}: keypoints[{j}]")
+            num(v, f"keypoints[{j}]", "non-numeric or non-finite keypoints")
             if j % 3 == 2 and v not in (0, 1, 2):
-                raise CocoFormatError(f"{where}: visibility of keypoint {j // 3} is {v!r}, "
-                                      f"expected 0, 1 or 2")
+                raise bad("bad visibility", f"visibility of keypoint {j // 3} is {v!r}, "
+                          f"expected 0, 1 or 2")
     bbox = a.get("bbox")
     if not isinstance(bbox, list) or len(bbox) != 4:
-        raise CocoFormatError(f"{where}: 'bbox' must be [x, y, w, h], got {bbox!r}")
+        raise bad("bad bbox", f"'bbox' must be [x, y, w, h], got {bbox!r}")
     for v in bbox:
-        _num(v, f"{where}: bbox")
+        num(v, "bbox", "bad bbox")
     if "area" in a:
-        _num(a["area"], f"{where}: area")
+        num(a["area"], "area", "bad area")
     if a.get("iscrowd", 0) not in (0, 1, True, False):
-        raise CocoFormatError(f"{where}: 'iscrowd' must be 0 or 1, got {a.get('iscrowd')!r}")
+        raise bad("bad iscrowd", f"'iscrowd' must be 0 or 1, got {a.get('iscrowd')!r}")
     seg = a.get("segmentation")
     if a.get("iscrowd") and not isinstance(seg, dict):
-        raise CocoFormatError(f"{where}: a crowd annotation needs an RLE 'segmentation'")
+        raise bad("bad segmentation", "a crowd annotation needs an RLE 'segmentation'")
     if isinstance(seg, dict):
         size = seg.get("size")
         if not isinstance(size, list) or size != list(sizes[iid]) or "counts" not in seg:
-            raise CocoFormatError(f"{where}: RLE segmentation size {size!r} does not match "
-                                  f"the image's height, width {list(sizes[iid])}")
+            raise bad("bad segmentation", f"RLE segmentation size {size!r} does not match "
+                      f"the image's height, width {list(sizes[iid])}")
+        _check_rle(seg["counts"], size[0] * size[1], bad)
     elif seg is not None and not isinstance(seg, list):
-        raise CocoFormatError(f"{where}: 'segmentation' must be polygons or an RLE")
+        raise bad("bad segmentation", "'segmentation' must be polygons or an RLE")
+    elif seg and (a.get("iscrowd") or not any(v > 0 for v in kp[2::3])):
+        # the outline becomes an ignore region: its numbers must be numbers
+        for poly in seg:
+            if not isinstance(poly, list) or not all(
+                    type(v) in (int, float) and math.isfinite(v) for v in poly):
+                raise bad("bad segmentation", "a polygon holds something other than finite "
+                          "numbers")
 
 
-def load_coco_keypoints(path: str, layout_name: Optional[str] = None,
-                        sigmas=None) -> CocoKeypoints:
+def _check_rle(counts, pixels: int, bad):
+    """An RLE's runs must decode and cover exactly the image (pycocotools trusts them)."""
+    if isinstance(counts, list):
+        ok = all(type(c) is int and c >= 0 for c in counts)
+        total = sum(counts) if ok else -1
+    elif isinstance(counts, str):
+        try:
+            total = sum(rle_run_lengths(counts))
+        except ValueError as e:
+            raise bad("undecodable RLE", f"RLE counts cannot be decoded ({e})") from None
+    else:
+        raise bad("undecodable RLE", f"RLE counts must be a string or a list, got "
+                  f"{type(counts).__name__}")
+    if total != pixels:
+        raise bad("undecodable RLE", f"RLE runs cover {total} pixels, the image has {pixels}")
+
+
+def read_json(path: str):
+    """The parsed JSON of an annotation file; :class:`CocoFormatError` naming the file when
+    it is missing, unreadable or not JSON."""
+    path = str(path)
+    if not os.path.isfile(path):
+        raise CocoFormatError(f"annotation file {path} does not exist")
+    try:
+        with open(path, "rb") as f:
+            return json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CocoFormatError(f"{path}: not a JSON file ({e})") from None
+    except OSError as e:
+        raise CocoFormatError(f"cannot read {path}: {e.strerror or e}") from None
+
+
+def load_coco_keypoints(path: str, layout_name: Optional[str] = None, sigmas=None,
+                        strict: bool = True) -> CocoKeypoints:
     """Read and index a COCO person-keypoints JSON.
 
     Raises
@@ -321,16 +419,8 @@ def load_coco_keypoints(path: str, layout_name: Optional[str] = None,
         Missing/unreadable file, invalid JSON, or not COCO keypoints (the message names it).
     """
     path = str(path)
-    if not os.path.isfile(path):
-        raise CocoFormatError(f"annotation file {path} does not exist")
-    try:
-        with open(path, "rb") as f:
-            data = json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CocoFormatError(f"{path}: not a JSON file ({e})") from None
-    except OSError as e:
-        raise CocoFormatError(f"cannot read {path}: {e.strerror or e}") from None
-    return CocoKeypoints(data, source=path, layout_name=layout_name, sigmas=sigmas)
+    return CocoKeypoints(read_json(path), source=path, layout_name=layout_name,
+                         sigmas=sigmas, strict=strict)
 
 
 def _region_rle(ann: dict, height: int, width: int) -> dict:
@@ -439,63 +529,24 @@ def rle_run_lengths(counts) -> List[int]:
 
 
 def decode_check(data: bytes, width: int, height: int) -> Optional[str]:
-    """None if ``data`` decodes to a ``width`` x ``height`` image, else a skip reason.
+    """None if ``data`` decodes whole to a ``width`` x ``height`` image, else a skip
+    reason ('corrupt image': undecodable or truncated; 'size mismatch').
 
-    The pixel grid is taken as stored (EXIF orientation ignored): that is the grid COCO's
-    coordinates refer to.
+    Sizes are in stored-pixel order (:mod:`mxpose.data.image`: EXIF orientation is not
+    applied), the grid COCO's coordinates refer to.
     """
-    import cv2
-    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8),
-                       cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    if img is None:
-        return "corrupt image"
-    if img.shape[:2] != (int(height), int(width)):
-        return "size mismatch"
-    return None
+    return _size_problem(data, width, height)[0]
 
 
-@dataclass
-class IngestSummary:
-    """What an ingestion run did. ``skipped`` maps a reason to the skipped file names."""
-    written: int = 0
-    already_stored: int = 0
-    people: int = 0
-    regions: int = 0
-    empty_skipped: int = 0
-    skipped: Dict[str, List[str]] = field(default_factory=OrderedDict)
-    details: Dict[str, str] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    def skip(self, reason: str, name: str, detail: str = ""):
-        self.skipped.setdefault(reason, []).append(name)
-        if detail and name not in self.details:
-            self.details[name] = detail
-
-    @property
-    def num_skipped(self) -> int:
-        return sum(len(v) for v in self.skipped.values())
-
-    def lines(self, examples: int = 3) -> List[str]:
-        """Human-readable summary lines."""
-        out = [f"written: {self.written} images ({self.people} people, "
-               f"{self.regions} ignore regions) in {self.seconds:.1f} s",
-               f"already stored: {self.already_stored} images"]
-        if self.empty_skipped:
-            out.append(f"skipped, no person annotations: {self.empty_skipped} images "
-                       f"(--keep-empty stores them)")
-        for reason, names in self.skipped.items():
-            ex = ", ".join(f"{n} ({self.details[n]})" if n in self.details else n
-                           for n in names[:examples])
-            more = f", ... {len(names) - examples} more" if len(names) > examples else ""
-            out.append(f"skipped, {reason}: {len(names)} images, e.g. {ex}{more}")
-        return out
-
-    def to_dict(self) -> dict:
-        return {"written": self.written, "already_stored": self.already_stored,
-                "people": self.people, "regions": self.regions,
-                "empty_skipped": self.empty_skipped,
-                "skipped": {k: list(v) for k, v in self.skipped.items()},
-                "seconds": self.seconds}
+def _size_problem(data: bytes, width: int, height: int):
+    """(reason, detail) of :func:`decode_check`, (None, '') when fine."""
+    try:
+        w, h = image_size(data)
+    except ImageDecodeError as e:
+        return "corrupt image", str(e)
+    if (w, h) != (int(width), int(height)):
+        return "size mismatch", f"file {w}x{h}, JSON {width}x{height}"
+    return None, ""
 
 
 def _read_and_check(path: str, width: int, height: int):
@@ -509,14 +560,9 @@ def _read_and_check(path: str, width: int, height: int):
         return None, ("unreadable file", e.strerror or str(e))
     if not data:
         return None, ("corrupt image", "empty file")
-    reason = decode_check(data, width, height)
-    if reason == "size mismatch":
-        import cv2
-        img = cv2.imdecode(np.frombuffer(data, np.uint8),
-                           cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-        return None, (reason, f"file {img.shape[1]}x{img.shape[0]}, JSON {width}x{height}")
+    reason, detail = _size_problem(data, width, height)
     if reason:
-        return None, (reason, "")
+        return None, (reason, detail)
     return data, None
 
 
@@ -548,8 +594,13 @@ def ingest_coco(annotations, images_dir: str, out: str, split: Optional[str] = N
                 args: Optional[dict] = None,
                 on_image: Optional[Callable[[str], None]] = None,
                 allow_source_change: bool = False, layout_name: Optional[str] = None,
-                sigmas=None) -> IngestSummary:
+                sigmas=None, strict: bool = False) -> IngestSummary:
     """Ingest a COCO person-keypoints file into a pose DB (resumable).
+
+    A malformed annotation is left out with its reason (its box, when usable, becomes an
+    ignore region), an unusable image is skipped, labelled keypoints far outside the
+    image are warned about; all are counted in the summary and listed in
+    ``<out>.skipped.json`` (:mod:`mxpose.data.ingest`).
 
     Parameters
     ----------
@@ -584,6 +635,8 @@ def ingest_coco(annotations, images_dir: str, out: str, split: Optional[str] = N
         Name of a custom layout (default: from the file name, :func:`layout_name_from_file`).
     sigmas : list or dict, optional
         OKS sigmas of a custom layout (see :func:`mxpose.skeleton.layout_from_category`).
+    strict : bool
+        Abort on the first malformed annotation (:class:`CocoFormatError`) instead.
 
     Returns
     -------
@@ -591,15 +644,19 @@ def ingest_coco(annotations, images_dir: str, out: str, split: Optional[str] = N
     """
     t0 = time.perf_counter()
     coco = annotations if isinstance(annotations, CocoKeypoints) \
-        else load_coco_keypoints(annotations, layout_name=layout_name, sigmas=sigmas)
+        else load_coco_keypoints(annotations, layout_name=layout_name, sigmas=sigmas,
+                                 strict=strict)
     if split is None:
         split = default_split(coco.source)
     if not os.path.isdir(images_dir):
         raise CocoFormatError(f"image folder {images_dir} does not exist")
     summary = IngestSummary()
+    for reason, name, message in coco.bad:
+        summary.skip(reason, name, message)
     todo = []
     for im in coco.images:
-        if not keep_empty and not coco.anns_by_image.get(im["id"]):
+        if not keep_empty and not coco.anns_by_image.get(im["id"]) \
+                and not coco.bad_boxes.get(im["id"]):
             summary.empty_skipped += 1
             continue
         todo.append(im)
@@ -631,17 +688,31 @@ def ingest_coco(annotations, images_dir: str, out: str, split: Optional[str] = N
                     people, regions = annotation_people(coco.anns_by_image.get(im["id"], ()),
                                                         im["height"], im["width"],
                                                         coco.person_keypoints)
-                    writer.add_image(name, data, im["width"], im["height"], split,
-                                     people=people, ignore_rles=regions, source_id=im["id"])
-                    summary.written += 1
-                    summary.people += len(people)
-                    summary.regions += len(regions)
-                    if on_image is not None:
-                        on_image(name)
+                    for box in coco.bad_boxes.get(im["id"], ()):
+                        rle = _region_rle({"bbox": box}, im["height"], im["width"])
+                        regions.append(dict(rle, reason="invalid annotation"))
+                    try:
+                        writer.add_image(name, data, im["width"], im["height"], split,
+                                         people=people, ignore_rles=regions,
+                                         source_id=im["id"])
+                    except PoseDBWriteError:
+                        raise                  # disk full / busy: the run cannot go on
+                    except PoseDBError as e:
+                        if strict:
+                            raise
+                        summary.skip("rejected by the store", name, str(e))
+                    else:
+                        summary.check_people(name, people, im["width"], im["height"])
+                        summary.written += 1
+                        summary.people += len(people)
+                        summary.regions += len(regions)
+                        if on_image is not None:
+                            on_image(name)
                 if bar is not None:
                     bar.update(1)
         finally:
             if bar is not None:
                 bar.close()
     summary.seconds = time.perf_counter() - t0
+    summary.write_report(out)
     return summary

@@ -39,21 +39,19 @@ Bad records
     in the main process.
 
 Decoding
-    JPEG bytes are decoded with Pillow (libjpeg-turbo; about 1.5x faster than
-    ``cv2.imdecode`` here, bit-identical pixels), at 1/2 or 1/4 size through DCT scaling
-    when the drawn scale leaves at least one decoded pixel per crop pixel. Pixel ``q``
-    of an image decoded at 1/r covers original pixels ``r*q .. r*q + r - 1``, so it is
+    By :func:`mxpose.data.image.decode_image` (EXIF not applied, truncated bytes
+    rejected; JPEGs by Pillow), at 1/2 or 1/4 size through DCT scaling when the drawn
+    scale leaves at least one decoded pixel per crop pixel. Pixel ``q`` of an image
+    decoded at 1/r covers original pixels ``r*q .. r*q + r - 1``, so it is
     original pixel ``r*q + (r-1)/2``: the affine keeps mapping original coordinates and
     the keypoints and targets do not depend on the decode.
 """
 from __future__ import annotations
 
-import io
 import logging
 import math
 import os
 import sqlite3
-import struct
 import threading
 from typing import Optional
 
@@ -62,11 +60,12 @@ import numpy as np
 
 from ..config import default_config
 from ..skeleton import SkeletonError, convert, get_skeleton
+from .image import decode_image
 from .store import PoseDB, PoseDBError
 from .transforms import (Augmenter, crop_region, normalize_image, person_scales_centers,
                          select_main_people, sample_affine)
 
-__all__ = ["PoseDataset", "decode_image", "resolve_skeleton", "is_auto"]
+__all__ = ["PoseDataset", "resolve_skeleton", "is_auto"]
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +73,6 @@ try:  # gluon's Dataset is a plain base class; keep the module importable withou
     from mxnet.gluon.data import Dataset as _Base
 except ImportError:  # pragma: no cover - mxnet is a hard requirement of the trainer only
     _Base = object
-
-try:
-    from PIL import Image as _PIL
-    from PIL import ImageFile as _PILImageFile
-except ImportError:  # pragma: no cover - Pillow comes with gluoncv/matplotlib
-    _PIL = None
 
 # What a broken record raises on its way through _load (a bug elsewhere still raises).
 _RECORD_ERRORS = (PoseDBError, ValueError, OSError, cv2.error, sqlite3.DatabaseError,
@@ -92,65 +85,6 @@ def _reduce_factor(scale: float) -> int:
         if scale * r <= 1.0:
             return r
     return 1
-
-
-def decode_image(data: bytes, width: int, height: int, reduce: int = 1):
-    """Decode stored image bytes, at 1/``reduce`` size when the format allows it.
-
-    Parameters
-    ----------
-    data : bytes
-        Encoded image (JPEG, PNG, ...), never EXIF-rotated (annotations refer to the
-        stored pixel grid).
-    width, height : int
-        The size the DB records; a decoded image of another size is an invalid record.
-    reduce : {1, 2, 4, 8}
-        Requested DCT reduction (JPEG only; other formats decode at full size).
-
-    Returns
-    -------
-    img : uint8 (ceil(h/r), ceil(w/r), 3)
-    r : int
-        The reduction actually applied.
-    channels : {'rgb', 'bgr'}
-        Channel order of ``img`` (Pillow decodes RGB; the order is fixed at
-        normalisation for free, see :func:`~mxpose.data.transforms.normalize_image`).
-
-    Raises
-    ------
-    PoseDBError
-        Undecodable or truncated bytes, or a size that disagrees with the DB.
-    """
-    reduce = int(reduce)
-    if _PIL is not None:
-        try:
-            # gluoncv.data (imported with gluoncv's model zoo) sets this process-wide flag
-            # to True, which would make truncated JPEGs decode silently grey-filled.
-            _PILImageFile.LOAD_TRUNCATED_IMAGES = False
-            im = _PIL.open(io.BytesIO(data))
-            if reduce > 1 and im.format == "JPEG":
-                # draft picks the largest DCT scale s with size // s still >= the request;
-                # w // r keeps it at r for every w >= r
-                im.draft("RGB", (max(width // reduce, 1), max(height // reduce, 1)))
-            im.load()   # raises on truncated data (cv2 would return a grey-filled image)
-            if im.mode != "RGB":
-                im = im.convert("RGB")
-            img, channels = np.asarray(im), "rgb"
-        except (OSError, ValueError, SyntaxError, EOFError, struct.error,
-                _PIL.DecompressionBombError) as e:
-            raise PoseDBError(f"undecodable image bytes ({type(e).__name__}: {e})") from None
-    else:  # pragma: no cover
-        flags = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2,
-                 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}[reduce]
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), flags | cv2.IMREAD_IGNORE_ORIENTATION)
-        if img is None:
-            raise PoseDBError("undecodable image bytes")
-        channels = "bgr"
-    h, w = img.shape[:2]
-    for r in (1, reduce):
-        if (h, w) == (-(-height // r), -(-width // r)):
-            return img, r, channels
-    raise PoseDBError(f"decoded image is {w}x{h}, the DB says {width}x{height}")
 
 
 def is_auto(spec) -> bool:
@@ -453,8 +387,9 @@ class PoseDataset(_Base):
         decoded pixels to original pixels (None at full size)."""
         info = s["info"]
         data = self.db.image_bytes(s["image_id"])
-        img, r, channels = decode_image(data, info["width"], info["height"],
-                                        _reduce_factor(s["params"]["scale"]))
+        img, r, channels = decode_image(data, _reduce_factor(s["params"]["scale"]),
+                                        channels="any",
+                                        expect_size=(info["width"], info["height"]))
         # decoded pixel q is original pixel r*q + (r-1)/2 (DCT scaling averages r x r)
         pre = None if r == 1 else np.array([[r, 0, (r - 1) / 2], [0, r, (r - 1) / 2]],
                                            dtype=np.float64)

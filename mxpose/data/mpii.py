@@ -41,7 +41,8 @@ How the file's irregularities are read
 Ingestion (:func:`ingest_mpii`) stores the original image bytes untouched, takes width and
 height from the JPEG header (checked against a cheap 1/8-scale decode, which also rejects
 undecodable files), is resumable (images already in the DB are skipped) and never aborts
-on one bad image: each skip is counted with its reason in the returned :class:`IngestReport`.
+on one bad image: each skip is counted with its reason in the returned
+:class:`~mxpose.data.ingest.IngestSummary`.
 """
 from __future__ import annotations
 
@@ -50,16 +51,17 @@ import json
 import math
 import os
 import sqlite3
-import struct
 import time
-from typing import Callable, Dict, Iterable, Iterator, List, Optional
+from typing import Callable, Dict, Iterable, Iterator, Optional
 
 import numpy as np
 
 from ..skeleton import get_skeleton
-from .store import PoseDBError, PoseDBWriter
+from .image import ImageDecodeError, image_size
+from .ingest import IngestSummary
+from .store import PoseDBError, PoseDBWriteError, PoseDBWriter
 
-__all__ = ["MPIIError", "IngestReport", "load_release", "parse_release", "assign_split",
+__all__ = ["MPIIError", "IngestSummary", "load_release", "parse_release", "assign_split",
            "read_val_list", "image_size", "ingest_mpii", "MPII_URL", "DEFAULT_ANNOTATIONS",
            "DEFAULT_IMAGES", "DEFAULT_OUT"]
 
@@ -373,119 +375,14 @@ def read_val_list(path: str) -> frozenset:
 
 
 # ---------------------------------------------------------------------------------------
-# Image size
-# ---------------------------------------------------------------------------------------
-_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-
-
-def _jpeg_header_size(data: bytes):
-    """(width, height) from a JPEG's SOF marker, or None if not found."""
-    if data[:2] != b"\xff\xd8":
-        return None
-    pos, n = 2, len(data)
-    while pos + 4 <= n:
-        if data[pos] != 0xFF:
-            return None
-        marker = data[pos + 1]
-        if marker == 0xFF:            # fill byte
-            pos += 1
-            continue
-        if marker in (0x01,) or 0xD0 <= marker <= 0xD9:   # markers without a length
-            pos += 2
-            continue
-        (length,) = struct.unpack(">H", data[pos + 2:pos + 4])
-        if marker in _SOF:
-            if pos + 9 > n:
-                return None
-            h, w = struct.unpack(">HH", data[pos + 5:pos + 9])
-            return (w, h) if w > 0 and h > 0 else None
-        pos += 2 + length
-    return None
-
-
-def image_size(data: bytes):
-    """(width, height) of encoded image bytes, as ``PoseDB.load_image`` will decode them.
-
-    JPEGs are sized from the header and checked with a 1/8-scale decode (cheap, and it
-    rejects files libjpeg cannot decode); a decode whose size is the header's transposed
-    means an EXIF rotation, which OpenCV applies when loading, so the rotated size is
-    returned. Other formats are decoded fully. Returns None when undecodable.
-    """
-    import cv2
-
-    buf = np.frombuffer(data, dtype=np.uint8)
-    hdr = _jpeg_header_size(data)
-    if hdr is not None:
-        small = cv2.imdecode(buf, cv2.IMREAD_REDUCED_GRAYSCALE_8)
-        if small is None:
-            return None
-        w, h = hdr
-        sh, sw = small.shape[:2]
-        if (sw, sh) == (-(-w // 8), -(-h // 8)):
-            return w, h
-        if (sw, sh) == (-(-h // 8), -(-w // 8)):
-            return h, w
-        # Header and decoder disagree (odd sampling factors): trust a full decode.
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    if img is None:
-        return None
-    return img.shape[1], img.shape[0]
-
-
-# ---------------------------------------------------------------------------------------
 # Ingestion
 # ---------------------------------------------------------------------------------------
-class IngestReport:
-    """Counts of one ingestion run: written, already present, skipped by reason.
-
-    ``skipped[reason]`` is the count, ``examples[reason]`` up to ``max_examples`` names
-    with details, ``people_written`` and ``people_dropped`` count people.
-    """
-
-    def __init__(self, max_examples: int = 5):
-        self.written = 0
-        self.already = 0
-        self.people_written = 0
-        self.people_dropped = 0
-        self.skipped: Dict[str, int] = {}
-        self.examples: Dict[str, List[str]] = {}
-        self.split_counts: Dict[str, int] = {}
-        self.val_list_unknown: List[str] = []
-        self.seconds = 0.0
-        self.max_examples = max_examples
-
-    def skip(self, reason: str, example: str):
-        self.skipped[reason] = self.skipped.get(reason, 0) + 1
-        ex = self.examples.setdefault(reason, [])
-        if len(ex) < self.max_examples:
-            ex.append(example)
-
-    def lines(self) -> List[str]:
-        """The human-readable summary."""
-        rate = self.written / self.seconds if self.seconds > 0 else 0.0
-        splits = ", ".join(f"{k} {v}" for k, v in sorted(self.split_counts.items())) or "-"
-        out = [f"written: {self.written} images ({splits}), {self.people_written} people, "
-               f"{rate:.1f} images/s",
-               f"already present: {self.already} images"]
-        if self.people_dropped:
-            out.append(f"people dropped (no data in their annotation): {self.people_dropped}")
-        total = sum(self.skipped.values())
-        out.append(f"skipped: {total} images")
-        for reason, count in sorted(self.skipped.items(), key=lambda kv: -kv[1]):
-            out.append(f"  {reason}: {count}, e.g. " + "; ".join(self.examples[reason]))
-        if self.val_list_unknown:
-            out.append(f"validation-list names not in the annotations: "
-                       f"{len(self.val_list_unknown)}, e.g. "
-                       + ", ".join(self.val_list_unknown[:self.max_examples]))
-        return out
-
-
 def ingest_mpii(annotations, images: str, out: str, *, val_fraction: float = 0.0,
                 val_list: Optional[str] = None, seed: int = 0, include_test: bool = False,
                 limit: Optional[int] = None, commit_every: int = 64, progress: bool = False,
                 tool: str = "mpi_parse", args: Optional[dict] = None,
                 on_image: Optional[Callable[[str], None]] = None,
-                allow_source_change: bool = False) -> IngestReport:
+                allow_source_change: bool = False, strict: bool = False) -> IngestSummary:
     """Ingest the MPII release into a pose DB (``dataset='mpii'``, ``skeleton='mpii'``).
 
     Parameters
@@ -514,10 +411,16 @@ def ingest_mpii(annotations, images: str, out: str, *, val_fraction: float = 0.0
     allow_source_change : bool
         Continue a DB started from another version of the .mat (its SHA-256 is recorded
         in the DB; default: refuse).
+    strict : bool
+        Raise :class:`MPIIError` on the first malformed record instead of skipping it.
+
+    Bad records and images are skipped with their reason, labelled joints far outside
+    the image are warned about; the summary counts them and ``<out>.skipped.json`` lists
+    them all (:mod:`mxpose.data.ingest`).
 
     Returns
     -------
-    IngestReport
+    IngestSummary
     """
     if not 0.0 <= float(val_fraction) < 1.0:
         raise MPIIError(f"--val-fraction must be in [0, 1), got {val_fraction}")
@@ -536,7 +439,7 @@ def ingest_mpii(annotations, images: str, out: str, *, val_fraction: float = 0.0
     if old is not None and old != split_cfg:
         raise MPIIError(f"{out} was written with split options {old}; continue it with the "
                         f"same options or write a new DB (asked for {split_cfg})")
-    report = IngestReport()
+    report = IngestSummary()
     t0 = time.perf_counter()
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     sources = {"annotations": os.fspath(annotations)} \
@@ -560,7 +463,9 @@ def ingest_mpii(annotations, images: str, out: str, *, val_fraction: float = 0.0
             name = rec["file_name"]
             label = name or f"annolist[{rec['index']}]"
             if rec["error"] is not None:
-                report.skip(SKIP_BAD, rec["error"])
+                if strict:
+                    raise MPIIError(rec["error"])
+                report.skip(SKIP_BAD, label, rec["error"].split(": ", 1)[-1])
                 continue
             split = assign_split(name, rec["is_train"], val_fraction, val_names, seed)
             if split == "test" and not include_test:
@@ -568,37 +473,43 @@ def ingest_mpii(annotations, images: str, out: str, *, val_fraction: float = 0.0
                 continue
             selected += 1
             if name in seen:
-                report.skip(SKIP_DUPLICATE, f"{label} (annolist[{rec['index']}])")
+                report.skip(SKIP_DUPLICATE, label, f"annolist[{rec['index']}]")
                 continue
             seen.add(name)
             if not rec["people"]:
-                report.skip(SKIP_NO_PEOPLE, f"{label} (annolist[{rec['index']}])")
+                report.skip(SKIP_NO_PEOPLE, label, f"annolist[{rec['index']}]")
                 continue
             if writer.has_image(name):
-                report.already += 1
+                report.already_stored += 1
                 continue
             path = os.path.join(images, name)
             if not os.path.isfile(path):
-                report.skip(SKIP_MISSING, path)
+                report.skip(SKIP_MISSING, name, path)
                 continue
             try:
                 with open(path, "rb") as f:
                     data = f.read()
             except OSError as e:
-                report.skip(SKIP_UNREADABLE, f"{path}: {e.strerror}")
+                report.skip(SKIP_UNREADABLE, name, f"{path}: {e.strerror}")
                 continue
-            size = image_size(data) if data else None
-            if size is None:
-                report.skip(SKIP_UNDECODABLE, path)
+            try:
+                size = image_size(data)
+            except ImageDecodeError as e:
+                report.skip(SKIP_UNDECODABLE, name, f"{path}: {e}")
                 continue
             try:
                 writer.add_image(name, data, size[0], size[1], split, people=rec["people"],
                                  source_id=rec["index"], extra=rec["extra"])
+            except PoseDBWriteError:
+                raise                    # disk full / busy: the run cannot go on
             except PoseDBError as e:
-                report.skip(SKIP_INVALID, str(e))
+                if strict:
+                    raise
+                report.skip(SKIP_INVALID, name, str(e))
                 continue
+            report.check_people(name, rec["people"], size[0], size[1])
             report.written += 1
-            report.people_written += len(rec["people"])
+            report.people += len(rec["people"])
             report.people_dropped += rec["dropped"]
             report.split_counts[split] = report.split_counts.get(split, 0) + 1
             if on_image is not None:
@@ -612,6 +523,7 @@ def ingest_mpii(annotations, images: str, out: str, *, val_fraction: float = 0.0
             bar.close()
         writer.close(commit=True)
         report.seconds = time.perf_counter() - t0
+    report.write_report(out)
     return report
 
 

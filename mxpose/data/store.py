@@ -8,13 +8,18 @@ JSON text or raw little-endian float32 bytes, so a DB from a stranger cannot run
 
 Writing goes through :class:`PoseDBWriter` in transactions of a few images each; an
 image is inserted together with its people and regions or not at all, and re-running
-an interrupted ingestion skips the images already stored (keyed by file name).
+an interrupted ingestion skips the images already stored (keyed by file name). One
+writer at a time: a second one is refused at once with "busy" (an OS lock held for the
+writer's lifetime, released even by kill -9), and a full disk stops the writer with a
+message; images committed before either are kept.
 
 Reading goes through :class:`PoseDB`, which opens one read-only connection per process
 and thread, lazily, and drops it when pickled, so it is safe in multi-process loaders.
 """
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -22,12 +27,14 @@ import sqlite3
 import threading
 import time
 from typing import Dict, Iterable, List, Optional, Sequence
+from urllib.parse import quote
 
 import numpy as np
 
 from ..skeleton import Skeleton, get_skeleton
 
-__all__ = ["SCHEMA_VERSION", "PoseDB", "PoseDBWriter", "PoseDBError", "Person"]
+__all__ = ["SCHEMA_VERSION", "PoseDB", "PoseDBWriter", "PoseDBError", "PoseDBWriteError",
+           "Person"]
 
 SCHEMA_VERSION = 1
 
@@ -90,6 +97,10 @@ _FORKED_CONNECTIONS: List[sqlite3.Connection] = []
 
 class PoseDBError(RuntimeError):
     """A pose DB is missing, of another schema, or holds an invalid record."""
+
+
+class PoseDBWriteError(PoseDBError):
+    """The DB cannot be written at all (disk full, busy): not a problem of one record."""
 
 
 class Person(dict):
@@ -174,9 +185,24 @@ def _combine_hashes(rows: Iterable[Sequence], dataset, skeleton_dict) -> str:
     return h.hexdigest()
 
 
+def _sqlite_error(path: str, e: sqlite3.Error, committed: int) -> PoseDBWriteError:
+    """One line for a failed write: disk full, busy, or what SQLite said."""
+    msg = str(e)
+    keep = (f"; the images committed before ({committed} by this writer) are kept: re-run "
+            f"the same command to continue")
+    if "full" in msg:
+        return PoseDBWriteError(f"{path}: disk full while writing (SQLite: {msg}){keep} after "
+                           f"freeing some space")
+    if "locked" in msg or "busy" in msg:
+        return PoseDBWriteError(f"{path}: the DB is busy (another process holds it: {msg}){keep}")
+    return PoseDBWriteError(f"{path}: cannot write ({msg}){keep}")
+
+
 def _connect(path: str, readonly: bool) -> sqlite3.Connection:
     if readonly:
-        uri = "file:" + os.path.abspath(path) + "?mode=ro"
+        # SQLite URI rules: '%', '#' and '?' in a folder name must be percent-encoded, or the
+        # path is cut there (another DB is read, or an empty file created at the cut).
+        uri = "file:" + quote(os.path.abspath(path), safe="/") + "?mode=ro"
         con = sqlite3.connect(uri, uri=True, check_same_thread=True)
     else:
         con = sqlite3.connect(path, isolation_level=None)   # explicit BEGIN/COMMIT
@@ -252,12 +278,17 @@ class PoseDBWriter:
         d = os.path.dirname(os.path.abspath(self.path))
         if not os.path.isdir(d):
             raise PoseDBError(f"cannot create {self.path}: folder {d} does not exist")
+        self._lock = self._take_lock()
         try:
             self._con = _connect(self.path, readonly=False)
             self._con.executescript(_SCHEMA)
         except sqlite3.DatabaseError as e:
+            self._release_lock()
+            if "full" in str(e):
+                raise _sqlite_error(self.path, e, 0) from None
             raise PoseDBError(f"{self.path} is not a usable SQLite pose DB: {e}") from None
         self._pending = 0
+        self.committed = 0
         try:
             self._init_meta(tool, args or {}, sources or {}, allow_source_change)
             self._names = {r[0] for r in self._con.execute("SELECT file_name FROM images")}
@@ -265,7 +296,32 @@ class PoseDBWriter:
         except BaseException:
             self._con.close()
             self._con = None
+            self._release_lock()
             raise
+
+    def _take_lock(self):
+        """An exclusive ``flock`` on the DB file for the writer's lifetime (None if the
+        file system has no flock). SQLite's own byte-range locks are separate, so readers
+        are not disturbed; a second writer is refused instead of interleaving."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise PoseDBError(f"cannot create {self.path}: {e.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise PoseDBWriteError(
+                    f"{self.path} is busy: another process (an ingestion still running?) is "
+                    f"writing it; wait for it to finish, or write to another --out") from None
+            return None   # no flock here (some network file systems): SQLite still locks
+        return fd
+
+    def _release_lock(self):
+        if getattr(self, "_lock", None) is not None:
+            os.close(self._lock)   # closing the descriptor releases the flock
+            self._lock = None
 
     def _check_sources(self, recorded: dict, sources: Dict[str, str], allow_change: bool,
                        has_images: bool) -> dict:
@@ -378,9 +434,14 @@ class PoseDBWriter:
             self._con.executemany(
                 "INSERT INTO ignore_regions(image_id, counts, height, width, reason) "
                 "VALUES (?, ?, ?, ?, ?)", [(image_id,) + r for r in regions])
-        except BaseException:
-            self._con.execute("ROLLBACK TO img")
-            self._con.execute("RELEASE img")
+        except BaseException as e:
+            try:
+                self._con.execute("ROLLBACK TO img")
+                self._con.execute("RELEASE img")
+            except sqlite3.OperationalError:
+                pass   # SQLite already rolled the whole transaction back (e.g. disk full)
+            if isinstance(e, sqlite3.OperationalError):
+                raise _sqlite_error(self.path, e, self.committed) from None
             raise
         self._con.execute("RELEASE img")
         self._names.add(file_name)
@@ -391,7 +452,11 @@ class PoseDBWriter:
 
     def commit(self):
         """Make everything added so far durable."""
-        self._con.execute("COMMIT")
+        try:
+            self._con.execute("COMMIT")
+        except sqlite3.OperationalError as e:
+            raise _sqlite_error(self.path, e, self.committed) from None
+        self.committed += self._pending
         self._pending = 0
         self._con.execute("BEGIN")
 
@@ -400,9 +465,16 @@ class PoseDBWriter:
             return
         try:
             if self._con.in_transaction:
-                if commit:
-                    self.set_meta("content_hash", self.content_hash())
-                self._con.execute("COMMIT" if commit else "ROLLBACK")
+                try:
+                    if commit:
+                        self.set_meta("content_hash", self.content_hash())
+                    self._con.execute("COMMIT" if commit else "ROLLBACK")
+                except sqlite3.OperationalError as e:
+                    if self._con.in_transaction:
+                        self._con.execute("ROLLBACK")
+                    raise _sqlite_error(self.path, e, self.committed) from None
+                self.committed += self._pending
+                self._pending = 0
             try:
                 # Fold the WAL back so the DB is one self-contained file.
                 self._con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -412,6 +484,7 @@ class PoseDBWriter:
         finally:
             self._con.close()
             self._con = None
+            self._release_lock()
 
     def __enter__(self):
         return self
@@ -569,19 +642,16 @@ class PoseDB:
         return bytes(r[0])
 
     def load_image(self, image_id: int, reduce: int = 1) -> np.ndarray:
-        """Decode an image to BGR uint8 (h, w, 3); ``reduce`` in (1, 2, 4, 8) decodes at
-        1/reduce size (fast JPEG DCT scaling). Raises PoseDBError on corrupt bytes."""
-        import cv2
-        # Annotations refer to the pixel grid as stored: never apply EXIF rotation.
-        flags = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2,
-                 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}[int(reduce)]
-        flags |= cv2.IMREAD_IGNORE_ORIENTATION
-        buf = np.frombuffer(self.image_bytes(image_id), dtype=np.uint8)
-        img = cv2.imdecode(buf, flags)
-        if img is None:
+        """Decode an image to BGR uint8 (h, w, 3) with :func:`mxpose.data.image.decode_image`
+        (stored-pixel order, EXIF not applied); ``reduce`` in (1, 2, 4, 8) decodes JPEGs at
+        1/reduce size. Raises PoseDBError on corrupt or truncated bytes."""
+        from .image import ImageDecodeError, decode_image
+        try:
+            return decode_image(self.image_bytes(image_id), reduce)[0]
+        except ImageDecodeError as e:
             raise PoseDBError(f"{self.path}: image id {image_id} "
-                              f"({self.image_info(image_id)['file_name']}) cannot be decoded")
-        return img
+                              f"({self.image_info(image_id)['file_name']}) cannot be decoded: "
+                              f"{e}") from None
 
     def people(self, image_id: int) -> dict:
         """The people of one image as arrays.

@@ -2,9 +2,11 @@
 
 Ground truth comes either from a COCO annotation file or from a pose DB split; results
 are people arrays ``(N, K, 3)`` (x, y, part score) in the ground truth's layout plus one
-score per person. A person's detection score is the decoder's person score (mean part
-score over the found parts, times the fraction of parts found; see
-:mod:`mxpose.decode`), which is what COCOeval sorts detections by.
+score per person. A person's detection score is the decoder's person score, ``total /
+num_parts``: the sum of the heatmap values of the person's peaks plus the scores of the
+limbs that joined them, divided by the number of parts found (CMU's "mean score", the
+quantity ``min_score`` thresholds; see :mod:`mxpose.decode.paf`). It is not scaled by
+the fraction of parts found. COCOeval sorts detections by it.
 
 For layouts other than COCO-17 (e.g. MPII) the same protocol runs with the layout's own
 OKS sigmas (:attr:`Skeleton.sigmas`, documented in :mod:`mxpose.skeleton`). OKS needs a

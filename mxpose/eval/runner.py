@@ -21,6 +21,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import cv2
 import numpy as np
 
+from ..data.image import read_image
 from ..infer import grid_to_image
 from ..skeleton import convert, get_skeleton
 from .coco import evaluate_keypoints, results_from_people
@@ -98,10 +99,7 @@ def samples_from_coco(ann_file: str, images: str):
         path = os.path.join(images, im["file_name"])
 
         def load(path=path):
-            img = cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-            if img is None:
-                raise FileNotFoundError(f"cannot read image {path}")
-            return img
+            return read_image(path)
         out.append(EvalSample(int(im["id"]), im["file_name"], load, kp, int(im["width"]),
                               int(im["height"])))
     return out, gt, sk

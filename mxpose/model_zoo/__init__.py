@@ -20,7 +20,7 @@ from .cpm_vgg19 import CPMVGG19, cpm_vgg19
 from .lwpose_mobilenet import LWPoseMobileNet, lwpose_mobilenet
 from .pretrained import base_parameters, load_pretrained_base
 
-__all__ = ["get_model", "list_models", "pair_outputs", "resolve_sizes", "CPMVGG19",
+__all__ = ["ModelError", "get_model", "list_models", "pair_outputs", "resolve_sizes", "CPMVGG19",
            "cpm_vgg19", "LWPoseMobileNet", "lwpose_mobilenet", "load_pretrained_base",
            "base_parameters"]
 
@@ -28,6 +28,10 @@ _MODELS = {
     "cpm_vgg19": cpm_vgg19,
     "lwpose_mobilenet": lwpose_mobilenet,
 }
+
+
+class ModelError(ValueError):
+    """An unknown model name, or an argument the model does not take."""
 
 
 def list_models():
@@ -40,12 +44,26 @@ def get_model(name: str, **kwargs):
 
     Raises
     ------
-    ValueError
-        Unknown name; the message lists the valid ones.
+    ModelError
+        Unknown name, or a keyword the constructor does not take; the message lists the
+        valid ones.
     """
+    import inspect
     try:
         ctor = _MODELS[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown model {name!r}; valid names: "
+        raise ModelError(f"unknown model {name!r}; valid names: "
                          f"{', '.join(list_models())}") from None
-    return ctor(**kwargs)
+    try:
+        return ctor(**kwargs)
+    except TypeError as e:
+        if "keyword argument" not in str(e):
+            raise
+        # The constructors pass unknown keywords on to gluon's Block: name them here.
+        valid = [p for p in inspect.signature(ctor).parameters
+                 if p not in ("kwargs", "num_heatmaps", "num_pafs", "skeleton")]
+        bad = sorted(set(kwargs) - set(inspect.signature(ctor).parameters)
+                     - {"prefix", "params"})
+        raise ModelError(f"model {name!r} takes no argument "
+                         f"{', '.join(map(repr, bad)) or str(e)} (model.kwargs; valid: "
+                         f"{', '.join(valid)})") from None

@@ -134,7 +134,19 @@ def atomic_write(path: str, write_fn) -> str:
     os.makedirs(d, exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
     try:
-        write_fn(tmp)
+        try:
+            write_fn(tmp)
+        except Exception as e:
+            if isinstance(e, OSError):
+                raise
+            # MXNet reports a failed fwrite (e.g. a full disk) as an MXNetError: make it an
+            # OSError naming the file, the disk-full case recognised by the space left.
+            import errno
+            import shutil
+            full = shutil.disk_usage(d).free < (1 << 20)
+            raise OSError(errno.ENOSPC if full else errno.EIO,
+                          os.strerror(errno.ENOSPC) if full else
+                          f"write failed ({str(e).strip().splitlines()[-1]})", path) from None
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
