@@ -67,6 +67,13 @@ def test_caffe_names_and_cmu_sizes():
     assert "Mconv10_stage3_L2.weight" in set(b135._collect_params_with_prefix())
 
 
+def test_imagenet_trunk_is_the_vgg_part():
+    """pretrained_base (gluoncv's VGG-19) fills conv1_1 .. conv4_2, as for cpm_vgg19."""
+    from mxpose.model_zoo import base_parameters
+    names = [n for n, _ in base_parameters(_tiny())]
+    assert len(names) == 20 and names[0] == "conv1_1.weight" and names[-1] == "conv4_2.bias"
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="paf_width has 2 values for 3 stages"):
         _tiny(paf_width=(8, 8))
