@@ -210,3 +210,40 @@ def test_export_all_stages_and_last_stage(tmp_path):
         assert len(got) == len(want)
         rep = ex.compare_maps(want, got, ex.DEFAULT_RTOL, ex.DEFAULT_ATOL)
         assert rep["ok"], rep
+
+
+def test_body25_experiment_follows_cmus_training_prototxt(openpose_models):
+    """experiments/body25_vgg19_coco.yaml against pose_training_body25.prototxt: the
+    network, every parameter's lr/decay multipliers and the data layer's settings."""
+    from mxpose import caffe_import as ci
+    from mxpose.config import load_config
+    from mxpose.train import parameter_multipliers
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cfg = load_config(os.path.join(root, "experiments", "body25_vgg19_coco.yaml"))
+    assert cfg.model.name == "paffirst_vgg19" and cfg.data.skeleton == "body25"
+    body25 = {k: v for k, v in PAFFIRST_CONFIGS["body25"].items() if not k.startswith("num_")}
+    assert {k: tuple(v) if isinstance(v, list) else v
+            for k, v in cfg.model.kwargs.items()} == body25
+    proto = ci.parse_prototxt(os.path.join(openpose_models, "pose_training_body25.prototxt"))
+    want = {}
+    for L in ci.prototxt_layers(proto):
+        name = ci._get(L, "name")
+        specs = [(p["lr_mult"][0], p["decay_mult"][0]) for p in L.get("param", [])]
+        for what, spec in zip(("alpha",) if ci._get(L, "type") == "PReLU"
+                              else ("weight", "bias"), specs):
+            want[f"{name}.{what}"] = (float(spec[0]), float(spec[1]))
+    net = get_model(cfg.model.name, num_heatmaps=26, num_pafs=52, **cfg.model.kwargs)
+    names = list(net._collect_params_with_prefix())
+    assert sorted(names) == sorted(want)           # same layers, same parameters
+    got = dict(zip(names, parameter_multipliers(names, cfg.train.lr_mult)))
+    assert {n: (float(a), float(b)) for n, (a, b) in got.items()} == want
+    data = proto["layer"][0]
+    t = data["op_transform_param"][0]
+    assert cfg.train.batch_size == data["data_param"][0]["batch_size"][0]
+    assert cfg.aug.input_size == t["crop_size_x"][0] == t["crop_size_y"][0]
+    assert cfg.targets.stride == t["stride"][0]
+    assert cfg.aug.max_rotate == t["max_rotate_degree"][0]
+    assert cfg.aug.center_perturb == t["center_perterb_max"][0]
+    assert cfg.aug.target_dist == pytest.approx(t["target_dist"][0])
+    assert (cfg.aug.scale_min, cfg.aug.scale_max) == \
+        pytest.approx((t["scale_min"][0], t["scale_max"][0]))
