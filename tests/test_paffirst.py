@@ -247,3 +247,22 @@ def test_body25_experiment_follows_cmus_training_prototxt(openpose_models):
     assert cfg.aug.target_dist == pytest.approx(t["target_dist"][0])
     assert (cfg.aug.scale_min, cfg.aug.scale_max) == \
         pytest.approx((t["scale_min"][0], t["scale_max"][0]))
+
+
+def test_predictor_reads_the_final_paf_and_heatmaps():
+    """The Predictor (out[-2], out[-1]) gets the last PAF stage and the last heatmap
+    stage, not an intermediate one."""
+    from mxpose.infer import Predictor
+    net = _tiny()
+    net.initialize()
+    _reinit_he(net)
+    pred = Predictor(net, "openpose_coco18", boxsize=64)
+    img = np.random.default_rng(2).integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    heat, paf, _ = pred.maps(img)
+    x, _ = pred.input_batch(img)
+    out = [o.asnumpy()[0] for o in net(mx.nd.array(x))]
+    h, w = heat.shape[1:]
+    np.testing.assert_allclose(heat, out[-1][:, :h, :w], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(paf, out[-2][:, :h, :w], rtol=1e-5, atol=1e-6)
+    assert np.abs(out[2][:, :h, :w] - heat).max() > 1e-3     # heat stage 0 differs
+    assert np.abs(out[1][:, :h, :w] - paf).max() > 1e-3      # PAF stage 1 differs
