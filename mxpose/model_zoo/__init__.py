@@ -15,6 +15,7 @@ keypoint layout trains.
 """
 from __future__ import annotations
 
+from ..config import ModelError
 from .common import pair_outputs, resolve_sizes
 from .cpm_vgg19 import CPMVGG19, cpm_vgg19
 from .lwpose_mobilenet import LWPoseMobileNet, lwpose_mobilenet
@@ -28,10 +29,6 @@ _MODELS = {
     "cpm_vgg19": cpm_vgg19,
     "lwpose_mobilenet": lwpose_mobilenet,
 }
-
-
-class ModelError(ValueError):
-    """An unknown model name, or an argument the model does not take."""
 
 
 def list_models():
