@@ -47,12 +47,11 @@ def run_main(fn, argv=None, errors: tuple = ()) -> int:
     OS errors such as a read-only or full disk, plus the tool's own ``errors``) into one
     line without a traceback.
     """
-    from .config import ConfigError
+    from .config import ConfigError, ModelError
     from .data.coco import CocoFormatError
     from .data.image import ImageDecodeError
     from .data.store import PoseDBError
     from .export import ExportError
-    from .model_zoo import ModelError
     from .skeleton import SkeletonError
     prog = os.path.basename(sys.argv[0])
     try:

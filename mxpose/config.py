@@ -15,11 +15,17 @@ from typing import Iterable, Optional
 from easydict import EasyDict
 
 __all__ = ["default_config", "load_config", "merge_config", "apply_overrides",
-           "save_config", "ConfigError"]
+           "save_config", "ConfigError", "ModelError"]
 
 
 class ConfigError(ValueError):
     """An unknown key, a wrong type or an unreadable config file."""
+
+
+class ModelError(ConfigError):
+    """An unknown model name, or an argument the model does not take (``model.name`` /
+    ``model.kwargs``). Defined here, not in the model zoo, so that catching it does not
+    import MXNet; :mod:`mxpose.model_zoo` re-exports it."""
 
 
 def default_config() -> EasyDict:

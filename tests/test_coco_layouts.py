@@ -170,8 +170,22 @@ def test_layout_name_and_sigmas_flags(coco_sample, tmp_path):
 ])
 def test_custom_file_errors_are_one_line(coco_sample, tmp_path, change, needles):
     path, _ = _custom_file(tmp_path, coco_sample, c=change)
-    r = _run("--annotations", path, "--images", coco_sample, "--out", str(tmp_path / "e.db"))
+    # --strict: a malformed record stops the run too (by default it is left out, below)
+    r = _run("--annotations", path, "--images", coco_sample, "--out", str(tmp_path / "e.db"),
+             "--strict")
     _one_line_error(r, *needles)
+
+
+def test_custom_file_record_of_the_wrong_length_is_left_out_and_named(coco_sample, tmp_path):
+    path, d = _custom_file(tmp_path, coco_sample, c="d['annotations'][2]['keypoints'] = "
+                                                     "d['annotations'][2]['keypoints'][:12]")
+    out = str(tmp_path / "e.db")
+    r = _run("--annotations", path, "--images", coco_sample, "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert "keypoints of the wrong length" in r.stdout, r.stdout
+    with open(out + ".skipped.json") as f:
+        report = f.read()
+    assert f"annotation id {d['annotations'][2]['id']}" in report and "got 12" in report
 
 
 def test_crowdpose_names_are_the_known_layout(coco_sample, tmp_path):

@@ -36,7 +36,7 @@ def test_content_hash_recorded_and_independent_of_insertion_order(coco_sample, c
                                                                   tmp_path):
     db = PoseDB(coco_db)
     assert db.content_hash and len(db.content_hash) == 64
-    src = db.sources["annotations"]
+    src = db.sources["test_coco.json"]
     assert src["size"] == os.path.getsize(os.path.join(coco_sample, "test_coco.json"))
     v = db.verify()
     assert v["ok"] and v["recomputed"] == db.content_hash and v["images"] == 4
@@ -111,9 +111,19 @@ def test_resume_from_a_modified_annotation_file_is_refused(coco_sample, tmp_path
     r = _tool("coco_parse.py", *args, "--allow-changed-source")
     assert r.returncode == 0, r.stderr
     db = PoseDB(out)
-    assert len(db) == 4 and db.sources["annotations"]["previous"]
+    assert len(db) == 4 and db.sources["ann.json"]["previous"]
     # Unchanged file: resuming is fine (no flag needed).
     assert _tool("coco_parse.py", *args).returncode == 0
+    # Another file (a val file beside the train file) is another source, not a version.
+    other = str(tmp_path / "other.json")
+    for im in data["images"]:
+        im["file_name"] = "../" + os.path.basename(coco_sample) + "/" + im["file_name"]
+    with open(other, "w") as f:
+        json.dump(data, f)
+    r = _tool("coco_parse.py", "--annotations", other, "--images", coco_sample, "--out", out,
+              "--split", "val", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert set(PoseDB(out).sources) == {"ann.json", "other.json"}
 
 
 # -- evaluation cards --------------------------------------------------------------------------
@@ -150,7 +160,7 @@ def test_card_holds_every_field_and_follows_each_change(coco_db, tmp_path):
     assert "0-based" in c["coordinates"]
     gt = c["ground_truth"]
     assert gt["content_hash"] == db.content_hash and gt["split"] == "val"
-    assert gt["sources"]["annotations"]["sha256"]
+    assert gt["sources"]["test_coco.json"]["sha256"]
     assert c["images"]["count"] == 4 and len(c["images"]["ids_sha256"]) == 64
     assert c["versions"]["pycocotools"] and c["versions"]["mxpose"]
     assert set(c["code"]) == {"git", "dirty"}

@@ -663,7 +663,7 @@ def ingest_coco(annotations, images_dir: str, out: str, split: Optional[str] = N
     if limit is not None:
         todo = todo[:max(0, int(limit))]
     args = dict(args or {})
-    sources = {"annotations": coco.source} if os.path.isfile(coco.source) else {}
+    sources = [coco.source] if os.path.isfile(coco.source) else []
     with PoseDBWriter(out, dataset="coco", skeleton=coco.layout, tool=tool, args=args,
                       commit_every=commit_every, sources=sources,
                       allow_source_change=allow_source_change) as writer:

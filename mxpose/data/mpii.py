@@ -442,8 +442,7 @@ def ingest_mpii(annotations, images: str, out: str, *, val_fraction: float = 0.0
     report = IngestSummary()
     t0 = time.perf_counter()
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    sources = {"annotations": os.fspath(annotations)} \
-        if isinstance(annotations, (str, os.PathLike)) else {}
+    sources = [os.fspath(annotations)] if isinstance(annotations, (str, os.PathLike)) else []
     writer = PoseDBWriter(out, dataset="mpii", skeleton=get_skeleton("mpii"), tool=tool,
                           args=args or {}, commit_every=commit_every, sources=sources,
                           allow_source_change=allow_source_change)

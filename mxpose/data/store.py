@@ -254,10 +254,11 @@ class PoseDBWriter:
         What created the DB (recorded in meta for provenance).
     commit_every : int
         Images per transaction.
-    sources : dict, optional
-        ``{role: path}`` of the files the records come from (e.g. ``{"annotations":
-        "person_keypoints_val2017.json"}``); their SHA-256 and size go into meta
-        ``sources``.
+    sources : sequence of str, optional
+        Paths of the files the records come from (annotation JSON, .mat); their SHA-256
+        and size go into meta ``sources``, keyed by file name (a DB may hold several,
+        e.g. the train and val files of one release; a file of the same name with other
+        bytes is another version of it).
     allow_source_change : bool
         Continue a DB although a source file's SHA-256 differs from the one recorded
         when the DB was started (default: refuse, since the DB would mix two releases).
@@ -270,7 +271,7 @@ class PoseDBWriter:
 
     def __init__(self, path: str, dataset: str, skeleton, tool: str = "",
                  args: Optional[dict] = None, commit_every: int = 64,
-                 sources: Optional[Dict[str, str]] = None, allow_source_change: bool = False):
+                 sources: Sequence[str] = (), allow_source_change: bool = False):
         self.path = str(path)
         self.skeleton: Skeleton = get_skeleton(skeleton)
         self.dataset = dataset
@@ -290,7 +291,7 @@ class PoseDBWriter:
         self._pending = 0
         self.committed = 0
         try:
-            self._init_meta(tool, args or {}, sources or {}, allow_source_change)
+            self._init_meta(tool, args or {}, sources, allow_source_change)
             self._names = {r[0] for r in self._con.execute("SELECT file_name FROM images")}
             self._con.execute("BEGIN")
         except BaseException:
@@ -323,19 +324,20 @@ class PoseDBWriter:
             os.close(self._lock)   # closing the descriptor releases the flock
             self._lock = None
 
-    def _check_sources(self, recorded: dict, sources: Dict[str, str], allow_change: bool,
+    def _check_sources(self, recorded: dict, sources: Sequence[str], allow_change: bool,
                        has_images: bool) -> dict:
         from ..provenance import file_fingerprint, short_hash
         out = dict(recorded)
-        for role, path in sources.items():
+        for path in sources:
             fp = file_fingerprint(path)
+            role = os.path.basename(path)
             old = recorded.get(role)
             if old and has_images and old.get("sha256") != fp["sha256"] and not allow_change:
                 raise PoseDBError(
                     f"{self.path} was started from {old.get('path')} (sha256 "
                     f"{short_hash(old.get('sha256'))}, {old.get('size')} bytes) but {path} "
                     f"differs (sha256 {short_hash(fp['sha256'])}, {fp['size']} bytes): "
-                    f"continuing would mix two versions of the {role}; write a new DB, or "
+                    f"continuing would mix two versions of {role}; write a new DB, or "
                     f"allow it explicitly (--allow-changed-source)")
             if old and old.get("sha256") != fp["sha256"]:
                 fp["previous"] = [old] + list(old.get("previous", []))
@@ -574,7 +576,8 @@ class PoseDB:
 
     @property
     def sources(self) -> dict:
-        """``{role: {"path", "sha256", "size"}}`` of the files the DB was ingested from."""
+        """``{file name: {"path", "sha256", "size"}}`` of the files the DB was ingested
+        from (``"previous"``: earlier versions continued with ``allow_source_change``)."""
         return dict(self.meta.get("sources") or {})
 
     def verify(self, progress: bool = False) -> dict:

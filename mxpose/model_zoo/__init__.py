@@ -21,6 +21,7 @@ A network whose outputs do not alternate ``(paf, heat)`` (the PAF-first one) has
 """
 from __future__ import annotations
 
+from ..config import ModelError
 from .common import pair_outputs, resolve_sizes
 from .cpm_vgg19 import CPMVGG19, cpm_vgg19
 from .lwpose_mobilenet import LWPoseMobileNet, lwpose_mobilenet
@@ -36,10 +37,6 @@ _MODELS = {
     "lwpose_mobilenet": lwpose_mobilenet,
     "paffirst_vgg19": paffirst_vgg19,
 }
-
-
-class ModelError(ValueError):
-    """An unknown model name, or an argument the model does not take."""
 
 
 def list_models():
