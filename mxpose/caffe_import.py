@@ -21,13 +21,18 @@ tests to build caffemodels with known weights for the shipped prototxts).
 
 :func:`parse_prototxt` reads the text format of a ``.prototxt`` (enough of it for network
 definitions); :func:`conv_shapes` infers every convolution's weight shape from it; and
-:func:`convert_openpose` fills :class:`~mxpose.model_zoo.CPMVGG19` from a caffemodel, by
-layer name (our parameters are named after the Caffe layers).
+:func:`convert_openpose` fills :class:`~mxpose.model_zoo.CPMVGG19` (2017 COCO/MPI models)
+or :class:`~mxpose.model_zoo.PafFirstVGG19` (BODY_25, BODY_25B, BODY_135; PReLU slopes
+included) from a caffemodel, by layer name (our parameters are named after the Caffe
+layers). Which of the two a caffemodel holds, and its stage counts and widths, are read
+from its layer names and weight shapes (:func:`describe_openpose`,
+:func:`describe_paffirst`).
 
 Weight layout needs no change: Caffe's convolution weights are ``(out, in, kh, kw)`` like
 MXNet's. The converted network expects what OpenPose's does: BGR input ``v / 256 - 0.5``
 (mxpose's :func:`~mxpose.data.transforms.normalize_image`). OpenPose's deploy output
-``net_output`` (``concat_stage7``) is ``concat(heat_6, paf_6)``: heatmaps first.
+``net_output`` (``concat_stage7``) is ``concat(heat_6, paf_6)``: heatmaps first (the same
+for the PAF-first models: ``concat(final heatmaps, final PAFs)``).
 """
 from __future__ import annotations
 
@@ -40,7 +45,7 @@ import numpy as np
 
 __all__ = ["CaffeLayer", "CaffeFormatError", "read_caffemodel", "write_caffemodel",
            "parse_prototxt", "prototxt_layers", "conv_shapes", "describe_openpose",
-           "convert_openpose"]
+           "describe_paffirst", "convert_openpose"]
 
 
 class CaffeFormatError(ValueError):
@@ -430,15 +435,19 @@ def conv_shapes(net: Dict[str, list], input_channels: int = 3) -> Dict[str, dict
 
 
 # ---------------------------------------------------------------------------------------
-# OpenPose -> CPMVGG19
+# OpenPose -> CPMVGG19 / PafFirstVGG19
 # ---------------------------------------------------------------------------------------
 _STAGE_RE = re.compile(r"^Mconv\d+_stage(\d+)_L1$")
+# PAF-first stage layers: Mconv{block}_stage{s}_L{branch}[_{0,1,2}] (stages count from 0).
+_PF_RE = re.compile(r"^Mconv(\d+)_stage(\d+)_L([12])(?:_([012]))?$")
+_PF_BRANCHES = (("L2", "paf"), ("L1", "heat"))
 
 
 def describe_openpose(conv_blobs: Dict[str, Sequence[np.ndarray]]) -> Optional[dict]:
-    """``cpm_vgg19`` kwargs of an OpenPose body model from its conv weights by name.
+    """``cpm_vgg19`` kwargs of a 2017 OpenPose body model from its conv weights by name.
 
-    Returns ``None`` when the weights hold no CPM stages (e.g. the VGG-19 ImageNet model).
+    Returns ``None`` when the weights hold no CPM stages (e.g. the VGG-19 ImageNet model,
+    or a PAF-first model).
     """
     if "conv5_5_CPM_L1" not in conv_blobs or "conv5_5_CPM_L2" not in conv_blobs:
         return None
@@ -448,12 +457,84 @@ def describe_openpose(conv_blobs: Dict[str, Sequence[np.ndarray]]) -> Optional[d
             "num_stages": max(stages) if stages else 1}
 
 
-def _check_prototxt(proto: Dict[str, list], net) -> List[str]:
-    """Differences between a prototxt's convolutions/concats and ``net``'s layers."""
+def _compact(values: List[int]):
+    return values[0] if len(set(values)) == 1 else list(values)
+
+
+def describe_paffirst(conv_blobs: Dict[str, Sequence[np.ndarray]], source: str = ""
+                      ) -> Optional[dict]:
+    """``paffirst_vgg19`` kwargs of a PAF-first OpenPose model (BODY_25, 25B, 135).
+
+    Read from the layer names and the output channels (``blobs[0].shape[0]``) of the
+    stage convolutions ``Mconv{b}_stage{s}_L{2: PAF, 1: heatmaps}[_{i}]``. A per-stage
+    value that is the same for every stage is given as one int.
+
+    Returns
+    -------
+    dict or None
+        ``None`` when there are no PAF-first stage layers (e.g. a 2017 CPM model).
+
+    Raises
+    ------
+    CaffeFormatError
+        Stages with gaps, or a stage without its 1x1 layers (names ``source``).
+    """
+    found: Dict[str, Dict[int, Dict[int, dict]]] = {"L2": {}, "L1": {}}
+    for name, blobs in conv_blobs.items():
+        m = _PF_RE.match(name)
+        if not m or not blobs:
+            continue
+        b, s, br, i = int(m.group(1)), int(m.group(2)), "L" + m.group(3), m.group(4)
+        found[br].setdefault(s, {}).setdefault(b, {})[i] = int(blobs[0].shape[0])
+    # The PAF-first family has a stage 0 with blocks of three (the 2017 CPM has neither).
+    if not any(0 in st and any("0" in blk for blk in st[0].values())
+               for st in found.values()):
+        return None
+    where = f"{source}: " if source else ""
+    out: dict = {}
+    for br, kind in _PF_BRANCHES:
+        stages = found[br]
+        if sorted(stages) != list(range(len(stages))) or not stages:
+            raise CaffeFormatError(f"{where}{kind} stages (branch {br}) are "
+                                   f"{sorted(stages) or 'missing'}, expected 0, 1, ...")
+        blocks, widths, heads, outs = [], [], [], []
+        for s in range(len(stages)):
+            st = stages[s]
+            n = max([b for b, v in st.items() if "0" in v], default=0)
+            head, final = st.get(n + 1, {}).get(None), st.get(n + 2, {}).get(None)
+            if n == 0 or head is None or final is None:
+                raise CaffeFormatError(f"{where}stage {s} of branch {br} lacks its blocks or "
+                                       f"its 1x1 layers Mconv{n + 1}/Mconv{n + 2}_stage{s}_{br}")
+            blocks.append(n)
+            widths.append(st[1]["0"])
+            heads.append(head)
+            outs.append(final)
+        if len(set(outs)) != 1:
+            raise CaffeFormatError(f"{where}the {kind} stages disagree on their output "
+                                   f"channels: {outs}")
+        out[f"num_{'pafs' if kind == 'paf' else 'heatmaps'}"] = outs[0]
+        out[f"{kind}_stages"] = len(stages)
+        out[f"{kind}_blocks"] = _compact(blocks)
+        out[f"{kind}_width"] = _compact(widths)
+        out[f"{kind}_head"] = _compact(heads)
+    return out
+
+
+def _stages_text(d: dict) -> str:
+    if "paf_stages" in d:
+        return f"{d['paf_stages']} PAF + {d['heat_stages']} heatmap stages"
+    return f"{d['num_stages']} CPM stages"
+
+
+def _check_convs(proto: Dict[str, list], net, skip=lambda name: False) -> List[str]:
+    """Differences between a prototxt's convolutions/PReLUs and ``net``'s layers."""
     problems = []
     convs = conv_shapes(proto)
+    prelus = {str(_get(L, "name")) for L in prototxt_layers(proto)
+              if str(_get(L, "type", "")) == "PReLU"}
     params = net._collect_params_with_prefix()
-    ours = sorted({k.rsplit(".", 1)[0] for k in params})
+    ours = sorted({k.rsplit(".", 1)[0] for k in params if not k.endswith(".alpha")})
+    our_prelus = {k.rsplit(".", 1)[0] for k in params if k.endswith(".alpha")}
     for name in ours:
         c = convs.get(name)
         if c is None:
@@ -467,12 +548,44 @@ def _check_prototxt(proto: Dict[str, list], net) -> List[str]:
                 (conv._kwargs["pad"][0], conv._kwargs["stride"][0],
                  conv._kwargs["dilate"][0], conv._kwargs["num_group"]):
             problems.append(f"{name}: pad/stride/dilation/group differ")
+    extra = [n for n in convs if n not in set(ours) and not skip(n)]
+    problems += [f"{n}: convolution in the prototxt but not in the network" for n in extra]
+    problems += [f"{n}: PReLU in the prototxt but not in the network"
+                 for n in sorted(prelus - our_prelus)]
+    problems += [f"{n}: PReLU in the network but not in the prototxt"
+                 for n in sorted(our_prelus - prelus)]
+    return problems
+
+
+def _paffirst_concats(net) -> Dict[str, List[str]]:
+    """Caffe name -> bottoms of every stage-input concat of a PafFirstVGG19."""
+    last = {br: [plan[-1][0][0] for plan in net._stages[br]] for br in ("L2", "L1")}
+    feat, paf = "conv4_4_CPM", last["L2"][-1]
+    want = {f"concat_stage{s}_L2": [feat, last["L2"][s - 1]]
+            for s in range(1, len(last["L2"]))}
+    want["concat_stage0_L1"] = [feat, paf]
+    for s in range(1, len(last["L1"])):
+        want[f"concat_stage{s}_L1"] = [feat, last["L1"][s - 1], paf]
+    return want
+
+
+def _check_prototxt(proto: Dict[str, list], net) -> List[str]:
+    """Differences between a prototxt's convolutions/concats and ``net``'s layers."""
+    if hasattr(net, "output_kinds"):                       # PAF-first
+        problems = _check_convs(proto, net)
+        want = _paffirst_concats(net)
+        got = {str(_get(L, "name")): L.get("bottom", []) for L in prototxt_layers(proto)
+               if str(_get(L, "type", "")) == "Concat"}
+        for name, bottoms in want.items():
+            if got.get(name) != bottoms:
+                problems.append(f"{name}: bottoms {got.get(name)} != {bottoms}")
+        return problems
+
     def truncated(n):   # a later stage of the model when fewer stages are imported
         m = re.match(r"^Mconv\d+_stage(\d+)_L\d$", n)
         return bool(m) and int(m.group(1)) > net.num_stages
 
-    extra = [n for n in convs if n not in set(ours) and not truncated(n)]
-    problems += [f"{n}: convolution in the prototxt but not in the network" for n in extra]
+    problems = _check_convs(proto, net, skip=truncated)
     for layer in prototxt_layers(proto):
         m = re.match(r"concat_stage(\d+)$", str(_get(layer, "name", "")))
         if not m:
@@ -488,53 +601,68 @@ def _check_prototxt(proto: Dict[str, list], net) -> List[str]:
     return problems
 
 
+def _describe(blobs, source: str):
+    """(model name, kwargs) of a caffemodel/prototxt's stages; kwargs None if none."""
+    pf = describe_paffirst(blobs, source)
+    if pf is not None:
+        return "paffirst_vgg19", pf
+    return "cpm_vgg19", describe_openpose(blobs)
+
+
 def convert_openpose(caffemodel: str, prototxt: Optional[str] = None,
                      num_stages: Optional[int] = None, num_heatmaps: Optional[int] = None,
                      num_pafs: Optional[int] = None, skeleton=None,
                      allow_partial: Optional[bool] = None):
-    """Build a :class:`~mxpose.model_zoo.CPMVGG19` holding a caffemodel's weights.
+    """Build the mxpose network holding a caffemodel's weights.
 
     Parameters
     ----------
     caffemodel : str
-        OpenPose body model (``pose_iter_440000.caffemodel`` COCO, ``pose_iter_160000``
-        MPI) or CMU's ``VGG_ILSVRC_19_layers.caffemodel`` (trunk only).
+        OpenPose body model: 2017 CPM (``pose_iter_440000.caffemodel`` COCO,
+        ``pose_iter_160000`` MPI) -> ``cpm_vgg19``; PAF-first (BODY_25
+        ``pose_iter_584000``, BODY_25B, BODY_135) -> ``paffirst_vgg19``; or CMU's
+        ``VGG_ILSVRC_19_layers.caffemodel`` (trunk only, into ``cpm_vgg19``). The kind is
+        detected from the layer names.
     prototxt : str, optional
-        The matching deploy prototxt; when given, every convolution (shape, pad, stride)
-        and each stage's concat order is checked against the network.
+        The matching deploy prototxt; when given, its stages must be those of the
+        caffemodel, and every convolution (shape, pad, stride), PReLU and stage concat is
+        checked against the network.
     num_stages, num_heatmaps, num_pafs, skeleton :
         Network sizes. Detected from the weights for OpenPose models (an explicit value
-        that disagrees is an error, except ``num_stages`` below the model's: the first
-        stages are imported); used as given for a trunk-only model (default COCO, 6).
+        that disagrees is an error, except ``num_stages`` below a CPM model's: the first
+        stages are imported; PAF-first models are imported whole); used as given for a
+        trunk-only model (default COCO, 6).
     allow_partial : bool, optional
         Accept weights that do not cover the whole network. Default: allowed only when
-        the caffemodel has no CPM stages (ImageNet trunk), where the rest keeps its
-        random initialisation.
+        the caffemodel has no stages (ImageNet trunk), where the rest keeps its random
+        initialisation.
 
     Returns
     -------
-    net : CPMVGG19
+    net : CPMVGG19 or PafFirstVGG19
         Initialised on CPU.
     report : dict
-        ``kwargs`` (for ``get_model('cpm_vgg19', **kwargs)``), ``loaded`` (layer names),
-        ``missing`` (our layers left at their initialisation), ``unused`` (caffemodel
-        layers with weights that were not imported), ``full`` (bool).
+        ``model`` (the zoo name) and ``kwargs`` (for ``get_model(model, **kwargs)``),
+        ``loaded`` (layer names), ``missing`` (our layers left at their initialisation),
+        ``unused`` (caffemodel layers with weights that were not imported), ``full``.
     """
-    import mxnet as mx
-    from .model_zoo import cpm_vgg19
+    from .model_zoo import get_model, resolve_sizes
 
     layers = read_caffemodel(caffemodel)
     blobs = {L.name: L.blobs for L in layers if L.blobs}
-    detected = describe_openpose(blobs)
+    model, detected = _describe(blobs, caffemodel)
+    proto = None
     if prototxt is not None:
         proto = parse_prototxt(prototxt)
-        pdesc = describe_openpose({n: [np.zeros((c["weight"][0],))]
-                                   for n, c in conv_shapes(proto).items()})
-        if detected is not None and pdesc is not None and pdesc != detected:
-            raise CaffeFormatError(f"{prototxt} describes {pdesc} but {caffemodel} holds "
-                                   f"{detected}: not the model of this prototxt")
-    else:
-        proto = None
+        pmodel, pdesc = _describe({n: [np.zeros((c["weight"][0],))]
+                                   for n, c in conv_shapes(proto).items()}, prototxt)
+        if detected is not None and pdesc is not None and (pmodel, pdesc) != (model, detected):
+            raise CaffeFormatError(f"{prototxt} has {_stages_text(pdesc)} ({pdesc}) but "
+                                   f"{caffemodel} holds {_stages_text(detected)} "
+                                   f"({detected}): not the model of this prototxt")
+    if model == "paffirst_vgg19" and num_stages is not None:
+        raise ValueError(f"{caffemodel} is a PAF-first model ({_stages_text(detected)}), "
+                         f"imported whole: num_stages applies to 2017 CPM models only")
     if detected is not None:
         if num_stages is not None and int(num_stages) > detected["num_stages"]:
             raise ValueError(f"num_stages={num_stages} but {caffemodel} has only "
@@ -546,55 +674,74 @@ def convert_openpose(caffemodel: str, prototxt: Optional[str] = None,
             if given is not None and int(given) != kwargs[what]:
                 raise ValueError(f"{what}={given} but {caffemodel} has {kwargs[what]}")
         if skeleton is not None:
-            from .model_zoo import resolve_sizes
             resolve_sizes(kwargs["num_heatmaps"], kwargs["num_pafs"], skeleton)
     else:
-        from .model_zoo import resolve_sizes
         nh, npaf = resolve_sizes(num_heatmaps, num_pafs, skeleton)
         kwargs = {"num_heatmaps": nh, "num_pafs": npaf,
                   "num_stages": int(num_stages) if num_stages is not None else 6}
     if allow_partial is None:
         allow_partial = detected is None
 
-    net = cpm_vgg19(**kwargs)
+    net = get_model(model, **kwargs)
     if proto is not None and detected is not None:
         problems = _check_prototxt(proto, net)
         if problems:
-            raise CaffeFormatError(f"{prototxt} does not match cpm_vgg19: "
+            raise CaffeFormatError(f"{prototxt} does not match {model}: "
                                    + "; ".join(problems[:5])
                                    + (f" (+{len(problems) - 5} more)" if len(problems) > 5
                                       else ""))
-    params = net._collect_params_with_prefix()
-    ours = [k.rsplit(".", 1)[0] for k in params if k.endswith(".weight")]
-    loaded, missing = [], []
-    for name in ours:
-        w = params[f"{name}.weight"]
-        bias = params[f"{name}.bias"]
-        if name not in blobs:
-            missing.append(name)
-            # Left to its own initialiser (He for the trunk, CMU's gaussian for stages).
-            w.initialize(ctx=mx.cpu())
-            bias.initialize(ctx=mx.cpu())
-            continue
-        b = blobs[name]
-        if len(b) != 2:
-            raise CaffeFormatError(f"{caffemodel}: layer {name} has {len(b)} blobs, "
-                                   f"expected weight and bias")
-        if tuple(b[0].shape) != tuple(w.shape) or b[1].size != bias.shape[0]:
-            raise CaffeFormatError(f"{caffemodel}: layer {name} has weight "
-                                   f"{tuple(b[0].shape)} / bias {b[1].size}, network needs "
-                                   f"{tuple(w.shape)} / {bias.shape[0]}")
-        # Zero-fill instead of drawing random numbers that are overwritten at once.
-        w.initialize(init=mx.init.Zero(), ctx=mx.cpu())
-        bias.initialize(init=mx.init.Zero(), ctx=mx.cpu())
-        w.set_data(mx.nd.array(b[0]))
-        bias.set_data(mx.nd.array(b[1].reshape(-1)))
-        loaded.append(name)
+    loaded, missing = _fill(net, blobs, caffemodel)
     if missing and not allow_partial:
         raise CaffeFormatError(f"{caffemodel}: no weights for {len(missing)} layers of "
-                               f"cpm_vgg19 ({', '.join(missing[:4])}...)")
+                               f"{model} ({', '.join(missing[:4])}...)")
     if not loaded:
-        raise CaffeFormatError(f"{caffemodel}: none of its layers match cpm_vgg19's")
+        raise CaffeFormatError(f"{caffemodel}: none of its layers match {model}'s")
     unused = [n for n in blobs if n not in set(loaded)]
-    return net, {"kwargs": kwargs, "loaded": loaded, "missing": missing,
+    return net, {"model": model, "kwargs": kwargs, "loaded": loaded, "missing": missing,
                  "unused": unused, "full": not missing}
+
+
+def _fill(net, blobs: Dict[str, List[np.ndarray]], caffemodel: str):
+    """Copy Caffe blobs into ``net`` by layer name: a convolution's ``[weight, bias]``,
+    a PReLU's ``[slopes]`` (a channel-shared slope is repeated per channel). Layers
+    without blobs keep their own initialiser. Returns (loaded, missing) layer names."""
+    import mxnet as mx
+
+    params = net._collect_params_with_prefix()
+    layers: Dict[str, Dict[str, object]] = {}
+    for k, p in params.items():
+        name, what = k.rsplit(".", 1)
+        layers.setdefault(name, {})[what] = p
+    loaded, missing = [], []
+    for name, ps in layers.items():
+        if name not in blobs:
+            missing.append(name)
+            # Left to its own initialiser (He for the trunk, CMU's fillers for stages).
+            for p in ps.values():
+                p.initialize(ctx=mx.cpu())
+            continue
+        b = blobs[name]
+        if "alpha" in ps:                                   # PReLU
+            a = ps["alpha"]
+            if len(b) != 1 or b[0].size not in (1, a.shape[0]):
+                raise CaffeFormatError(f"{caffemodel}: PReLU {name} has "
+                                       f"{[tuple(x.shape) for x in b]}, network needs one "
+                                       f"slope blob of {a.shape[0]} (or 1) values")
+            values = [np.broadcast_to(b[0].reshape(-1), a.shape)]
+            targets = [a]
+        else:
+            w, bias = ps["weight"], ps["bias"]
+            if len(b) != 2:
+                raise CaffeFormatError(f"{caffemodel}: layer {name} has {len(b)} blobs, "
+                                       f"expected weight and bias")
+            if tuple(b[0].shape) != tuple(w.shape) or b[1].size != bias.shape[0]:
+                raise CaffeFormatError(f"{caffemodel}: layer {name} has weight "
+                                       f"{tuple(b[0].shape)} / bias {b[1].size}, network "
+                                       f"needs {tuple(w.shape)} / {bias.shape[0]}")
+            values, targets = [b[0], b[1].reshape(-1)], [w, bias]
+        for p, v in zip(targets, values):
+            # Zero-fill instead of drawing random numbers that are overwritten at once.
+            p.initialize(init=mx.init.Zero(), ctx=mx.cpu())
+            p.set_data(mx.nd.array(v))
+        loaded.append(name)
+    return loaded, missing

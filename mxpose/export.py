@@ -105,10 +105,22 @@ def export_files(prefix: str) -> Dict[str, str]:
             "onnx": prefix + ".onnx", "meta": prefix + "-meta.json"}
 
 
-def output_names(num_stages: int, all_stages: bool) -> list:
-    """Output names of an export, in the network's order (paf before heat)."""
+def output_names(num_stages: int, all_stages: bool, kinds: Optional[Sequence[str]] = None
+                 ) -> list:
+    """Output names of an export, in the network's order (paf before heat).
+
+    ``kinds`` (a network's ``output_kinds``, for PAF-first networks) numbers the
+    intermediate PAF and heatmap outputs separately: ``pafs_1, pafs_2, heatmaps_1, ...``.
+    """
     if not all_stages:
         return ["pafs", "heatmaps"]
+    if kinds is not None:
+        count = {"paf": 0, "heat": 0}
+        names = []
+        for k in list(kinds)[:-2]:
+            count[k] += 1
+            names.append(f"{'pafs' if k == 'paf' else 'heatmaps'}_{count[k]}")
+        return names + ["pafs", "heatmaps"]
     names = []
     for i in range(1, int(num_stages)):
         names += [f"pafs_{i}", f"heatmaps_{i}"]
@@ -118,7 +130,8 @@ def output_names(num_stages: int, all_stages: bool) -> list:
 def make_meta(skeleton, model_name: str, model_kwargs: Optional[dict] = None, *,
               num_stages: int, all_stages: bool = False, stride: int = 8,
               boxsize: int = 368, scales: Sequence[float] = (1.0,), flip: bool = False,
-              decode_params: Optional[dict] = None, source: Optional[dict] = None) -> dict:
+              decode_params: Optional[dict] = None, source: Optional[dict] = None,
+              output_kinds: Optional[Sequence[str]] = None) -> dict:
     """The sidecar's content (JSON-serialisable).
 
     Everything a :class:`~mxpose.infer.Predictor` needs besides the graph: the skeleton
@@ -141,7 +154,7 @@ def make_meta(skeleton, model_name: str, model_kwargs: Optional[dict] = None, *,
         "input": {"symbol_name": SYMBOL_INPUT, "onnx_name": INPUT_NAME, "layout": "NCHW",
                   "channels": "BGR", "normalize": "(v - 128) / 256", "pad_value": 128,
                   "multiple_of": int(stride)},
-        "outputs": output_names(num_stages, all_stages),
+        "outputs": output_names(num_stages, all_stages, output_kinds),
         "all_stages": bool(all_stages),
         "test": {"scales": [float(s) for s in scales], "flip": bool(flip)},
         "decode": _plain(dict(decode_params or {})),
@@ -242,11 +255,17 @@ def clean_onnx(model, names: Sequence[str], channels: Sequence[int], stride: int
       whose input list is hundreds of tensors);
     * the input is called ``input_name`` with shape (batch, 3, height, width);
     * the outputs get ``names`` (e.g. ``pafs``, ``heatmaps``) and the shapes
-      (batch, C, map_height, map_width) with ``C`` from ``channels``.
+      (batch, C, map_height, map_width) with ``C`` from ``channels``;
+    * per-channel PReLU slopes become (C, 1, 1): ``mx.onnx`` writes them as (C,), which
+      ONNX broadcasts against the width, not the channels.
 
     Returns the model.
     """
     g = model.graph
+    slopes = {n.input[1] for n in g.node if n.op_type == "PRelu" and len(n.input) > 1}
+    for t in g.initializer:
+        if t.name in slopes and len(t.dims) == 1 and t.dims[0] > 1:
+            t.dims.extend([1, 1])
     init = {t.name for t in g.initializer}
     inputs = [i for i in g.input if i.name not in init]
     if len(inputs) != 1:
@@ -294,6 +313,25 @@ def clean_onnx(model, names: Sequence[str], channels: Sequence[int], stride: int
     return model
 
 
+def _order_outputs(model, heads: Sequence[str]) -> None:
+    """Put the ONNX graph outputs in the symbol's output order.
+
+    ``mx.onnx`` lists graph outputs in topological order, not in the order of the
+    symbol's heads; the two differ for the PAF-first networks (whose final PAF output is
+    computed before the intermediate heatmaps but listed after them)."""
+    heads = [h[: -len("_output")] if h.endswith("_output") else h for h in heads]
+    by_name = {o.name: o for o in model.graph.output}
+    if sorted(by_name) != sorted(heads) or list(by_name) == heads:
+        return
+    outs = []
+    for h in heads:
+        vi = type(by_name[h])()
+        vi.CopyFrom(by_name[h])
+        outs.append(vi)
+    del model.graph.output[:]
+    model.graph.output.extend(outs)
+
+
 def export_onnx(symbol: str, params: str, onnx_path: str, names: Sequence[str],
                 channels: Sequence[int], stride: int = 8, meta: Optional[dict] = None,
                 sample_shape=(1, 3, 64, 64)) -> str:
@@ -313,6 +351,7 @@ def export_onnx(symbol: str, params: str, onnx_path: str, names: Sequence[str],
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+    _order_outputs(model, mx.sym.load(symbol).list_outputs())
     clean_onnx(model, names, channels, stride)
     if meta is not None:
         prop = model.metadata_props.add()

@@ -223,3 +223,152 @@ def test_parse_prototxt_text_format():
     assert shapes["d"]["bias"] is False
     with pytest.raises(ci.CaffeFormatError):
         ci.parse_prototxt("layer { name: 'x' ")
+
+
+# ---------------------------------------------------------------------------------------
+# PAF-first models (BODY_25, BODY_25B, BODY_135)
+# ---------------------------------------------------------------------------------------
+# prototxt -> (input w, h). 200x180 gives odd feature sizes (25, 23); BODY_135 (64M
+# parameters) runs on a smaller image with odd sizes too (17, 15) to keep the test fast.
+PAFFIRST = {
+    "body25": ("pose_deploy_body25.prototxt", (200, 180)),
+    "body25b": ("pose_deploy_body25b.prototxt", (200, 180)),
+    "body135": ("pose_deploy_body135.prototxt", (136, 120)),
+}
+
+
+def _random_paffirst_layers(proto, seed):
+    """He-scaled convolutions (as above) and random per-channel PReLU slopes in
+    [0, 0.5) (a slope on the wrong layer or channel shows)."""
+    layers = _random_layers(proto, seed)
+    out_ch = {L.name: L.blobs[0].shape[0] for L in layers}
+    rng = np.random.default_rng(seed + 100)
+    for L in ci.prototxt_layers(proto):
+        if ci._get(L, "type") == "PReLU":
+            c = out_ch[L["bottom"][0]]
+            layers.append(ci.CaffeLayer(ci._get(L, "name"), "PReLU",
+                                        [rng.uniform(0.0, 0.5, c).astype(np.float32)]))
+    return layers
+
+
+@pytest.fixture(scope="module", params=sorted(PAFFIRST))
+def paffirst_model(request, openpose_models, tmp_path_factory):
+    kind = request.param
+    fname, size = PAFFIRST[kind]
+    prototxt = os.path.join(openpose_models, fname)
+    proto = ci.parse_prototxt(prototxt)
+    layers = _random_paffirst_layers(proto, seed=len(kind))
+    path = str(tmp_path_factory.mktemp(kind) / f"{kind}_random.caffemodel")
+    ci.write_caffemodel(path, layers, name=f"random {kind}")
+    return kind, prototxt, path, size, layers
+
+
+def test_paffirst_matches_opencv_dnn(paffirst_model, media):
+    from mxpose.model_zoo import PAFFIRST_CONFIGS
+    kind, prototxt, path, (w, h), layers = paffirst_model
+    x = _image(media, w, h)
+    net, rep = ci.convert_openpose(path)                      # no flags, no prototxt
+    assert rep["model"] == "paffirst_vgg19" and rep["full"] and not rep["unused"]
+    assert len(rep["loaded"]) == len(layers)                  # every conv and PReLU
+    want = get_model("paffirst_vgg19", **PAFFIRST_CONFIGS[kind])
+    assert {k: tuple(p.shape) for k, p in want._collect_params_with_prefix().items()} == \
+        {k: tuple(p.shape) for k, p in net._collect_params_with_prefix().items()}
+
+    # Every stage's output layer: Mconv{n+2}_stage{s}_L{2: PAF, 1: heatmaps}.
+    finals = {br: [plan[-1][0][0] for plan in net._stages[br]] for br in ("L2", "L1")}
+    ref_net = cv2.dnn.readNetFromCaffe(prototxt, path)
+    ref_net.setInput(x)
+    names = ["net_output"] + finals["L2"] + finals["L1"]
+    ref = dict(zip(names, ref_net.forward(names)))
+
+    out = [o.asnumpy() for o in net(mx.nd.array(x))]
+    kinds = net.output_kinds
+    assert len(out) == len(kinds) == len(finals["L2"]) + len(finals["L1"])
+    pafs = [o for o, k in zip(out, kinds) if k == "paf"]
+    heats = [o for o, k in zip(out, kinds) if k == "heat"]
+    fh, fw = -(-h // 8), -(-w // 8)
+    assert out[-2].shape == (1, net.num_pafs, fh, fw)
+    assert out[-1].shape == (1, net.num_heatmaps, fh, fw)
+    final = np.concatenate([out[-1], out[-2]], axis=1)        # net_output: heat, then PAF
+    assert ref["net_output"].shape == final.shape
+    assert np.abs(ref["net_output"]).max() > 0.1              # the signal survived
+    errors = {"net_output": _rel(final, ref["net_output"])}
+    for name, mine in zip(finals["L2"] + finals["L1"], pafs + heats):
+        errors[name] = _rel(mine, ref[name])
+    print(f"{kind}: max relative error {max(errors.values()):.2e}")
+    assert max(errors.values()) <= 1e-4, errors
+
+    net.hybridize(static_alloc=True, static_shape=True)
+    out_h = [o.asnumpy() for o in net(mx.nd.array(x))]
+    assert _rel(np.concatenate([out_h[-1], out_h[-2]], axis=1), ref["net_output"]) <= 1e-4
+
+
+def test_paffirst_tool_and_stage_mismatch(paffirst_model, tmp_path, capsys):
+    import importlib.util
+    kind, prototxt, path, _, layers = paffirst_model
+    spec = importlib.util.spec_from_file_location(
+        "convert_caffe", os.path.join(os.path.dirname(__file__), "..", "tools",
+                                      "convert_caffe.py"))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    out = str(tmp_path / f"{kind}.params")
+    assert tool.main(["--caffemodel", path, "--out", out, "--prototxt", prototxt]) == 0
+    msg = capsys.readouterr().out
+    assert "get_model('paffirst_vgg19'" in msg and "wrote" in msg
+    from mxpose.model_zoo import PAFFIRST_CONFIGS
+    net = get_model("paffirst_vgg19", **PAFFIRST_CONFIGS[kind])
+    net.load_parameters(out)
+    by_name = {L.name: L.blobs for L in layers}
+    params = net._collect_params_with_prefix()
+    assert len(params) == sum(len(b) for b in by_name.values())
+    for k, p in params.items():                             # slopes included
+        layer, what = k.rsplit(".", 1)
+        want = by_name[layer][1 if what == "bias" else 0]
+        np.testing.assert_array_equal(p.data().asnumpy(), want)
+
+    if kind != "body25":
+        return
+    # A caffemodel with one PAF stage fewer than the prototxt: one line, no traceback.
+    drop = [L for L in layers if "_stage3_L2" not in L.name]
+    short = str(tmp_path / "short.caffemodel")
+    ci.write_caffemodel(short, drop)
+    assert tool.main(["--caffemodel", short, "--prototxt", prototxt, "--out", out]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "4 PAF + 2 heatmap stages" in err and "3 PAF + 2 heatmap stages" in err
+    # A PAF-first caffemodel against the 2017 CPM prototxt, and --num-stages.
+    coco = os.path.join(os.path.dirname(prototxt), MODELS["coco"][0])
+    assert tool.main(["--caffemodel", path, "--prototxt", coco, "--out", out]) == 1
+    assert tool.main(["--caffemodel", path, "--num-stages", "2", "--out", out]) == 1
+    err = capsys.readouterr().err
+    assert "not the model of this prototxt" in err and "imported whole" in err
+
+
+def test_paffirst_description_errors_and_shared_slope(tmp_path):
+    from mxpose.model_zoo import paffirst_vgg19
+    tiny = dict(num_heatmaps=3, num_pafs=4, paf_stages=2, heat_stages=1, paf_blocks=1,
+                paf_width=4, paf_head=8, heat_blocks=1, heat_width=4, heat_head=8)
+    net = paffirst_vgg19(**tiny)
+    net.initialize()
+    layers = []
+    for k, p in net._collect_params_with_prefix().items():
+        name, what = k.rsplit(".", 1)
+        if what == "bias":
+            continue
+        if what == "alpha":                                   # Caffe channel_shared
+            layers.append(ci.CaffeLayer(name, "PReLU", [np.full(1, 0.125, np.float32)]))
+        else:
+            layers.append(ci.CaffeLayer(name, "Convolution",
+                                        [p.data().asnumpy(),
+                                         np.zeros(p.shape[0], np.float32)]))
+    path = str(tmp_path / "tiny.caffemodel")
+    ci.write_caffemodel(path, layers)
+    net2, rep = ci.convert_openpose(path)
+    assert rep["kwargs"] == dict(tiny)
+    np.testing.assert_array_equal(net2.Mprelu1_stage1_L2_2.alpha.data().asnumpy(),
+                                  np.full(4, 0.125, np.float32))
+    # A gap in the stages is named.
+    gap = [L for L in layers if "stage0_L2" not in L.name]
+    ci.write_caffemodel(path, gap)
+    with pytest.raises(ci.CaffeFormatError, match="stages .branch L2. are \\[1\\]"):
+        ci.convert_openpose(path)

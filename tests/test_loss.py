@@ -119,3 +119,34 @@ def test_bad_arguments(batch):
         MultiStageL2Loss(batch_size=0)
     with pytest.raises(ValueError, match="paf, heat"):
         MultiStageL2Loss()(_nd(outs[:3]), *_nd([hg, hm, pg, pm]))
+
+
+@pytest.mark.parametrize("hybrid", [False, True])
+def test_paf_first_kinds_match_numpy(batch, hybrid):
+    """PAF-first order (3 PAF stages, 2 heatmap stages, final pair last): every output is
+    compared with its own target, as CMU's pose_training_body25.prototxt does."""
+    _, hg, hm, pg, pm = batch
+    rng = np.random.default_rng(1)
+    kinds = ("paf", "paf", "heat", "paf", "heat")
+    outs = [rng.standard_normal((B, P if k == "paf" else K1, H, W)).astype(np.float32)
+            for k in kinds]
+    hmf = np.broadcast_to(hm, hg.shape)
+    ref = {"paf": [], "heat": []}
+    for k, pred in zip(kinds, outs):
+        gt, m = (pg, pm) if k == "paf" else (hg, hmf)
+        ref[k].append(0.5 * np.sum((m * pred - m * gt).astype(np.float64) ** 2) / B)
+    loss = MultiStageL2Loss(batch_size=B, kinds=kinds)
+    if hybrid:
+        loss.hybridize(static_alloc=True, static_shape=True)
+    total, per = loss(_nd(outs), *_nd([hg, hm, pg, pm]))
+    assert per.shape == (3, 2)
+    np.testing.assert_allclose(per.asnumpy()[:, 0], ref["paf"], rtol=1e-5)
+    np.testing.assert_allclose(per.asnumpy()[:, 1], ref["heat"] + [0.0], rtol=1e-5)
+    np.testing.assert_allclose(total.asscalar(), sum(ref["paf"] + ref["heat"]), rtol=1e-5)
+    # The same outputs read as alternating (paf, heat) pairs: a channel mismatch, named.
+    with pytest.raises(ValueError, match="output 1 .heat. has 6 channels"):
+        MultiStageL2Loss(batch_size=B)(_nd(outs[:4]), *_nd([hg, hm, pg, pm]))
+    with pytest.raises(ValueError, match="5 outputs, but kinds names 4"):
+        MultiStageL2Loss(kinds=kinds[:4])(_nd(outs), *_nd([hg, hm, pg, pm]))
+    with pytest.raises(ValueError, match="kinds must name"):
+        MultiStageL2Loss(kinds=("paf", "paf"))

@@ -83,7 +83,7 @@ def test_unknown_model_lists_valid_names():
     assert "cpm_resnet" in msg
     for n in list_models():
         assert n in msg
-    assert list_models() == ["cpm_vgg19", "lwpose_mobilenet"]
+    assert list_models() == ["cpm_vgg19", "lwpose_mobilenet", "paffirst_vgg19"]
 
 
 def test_pair_outputs():

@@ -15,8 +15,9 @@ Networks have random weights: forward times do not depend on them, but the decod
 does (a random network's maps have no people but may have many spurious peaks), so it is
 not representative here: tools/bench_decode.py times the decoder on maps with people.
 
-cpm_vgg19 is slow on a CPU (seconds per 368x368 image): the defaults keep the number of
-passes small. On a shared machine the numbers are inflated by other load.
+cpm_vgg19 and paffirst_vgg19 (OpenPose BODY_25's network; its exact output sizes with
+--skeleton body25) are slow on a CPU (seconds per 368x368 image): the defaults keep the
+number of passes small. On a shared machine the numbers are inflated by other load.
 
 Examples:
   python tools/bench_infer.py
@@ -37,7 +38,7 @@ use_all_cores()   # before mxnet is imported
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_IMAGE = os.path.join(os.path.dirname(ROOT), "shared", "data", "media",
                              "COCO_val2014_000000000192.jpg")
-MODELS = ("cpm_vgg19", "lwpose_mobilenet")
+MODELS = ("cpm_vgg19", "paffirst_vgg19", "lwpose_mobilenet")
 
 
 class BenchError(Exception):

@@ -1,6 +1,6 @@
 """Training throughput (img/s) of the zoo's networks, with and without the data pipeline.
 
-    python tools/bench_train.py                       # CPU, both models, 368x368, short
+    python tools/bench_train.py                       # CPU, all models, 368x368, short
     python tools/bench_train.py --gpus 0-3 --batch-size 10 --iters 20 --json bench.json
 
 For each model, three measurements through the real training loop (forward, masked
@@ -30,10 +30,11 @@ use_all_cores()   # before mxnet is imported
 
 def _parser():
     p = argparse.ArgumentParser(
-        prog="bench_train.py", description="Measure training img/s of cpm_vgg19 and "
-        "lwpose_mobilenet with the data pipeline included and excluded.",
+        prog="bench_train.py", description="Measure training img/s of cpm_vgg19, "
+        "paffirst_vgg19 (BODY_25's network) and lwpose_mobilenet with the data pipeline "
+        "included and excluded.",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 2)[2])
-    p.add_argument("--models", default="cpm_vgg19,lwpose_mobilenet",
+    p.add_argument("--models", default="cpm_vgg19,paffirst_vgg19,lwpose_mobilenet",
                    help="comma-separated model names (default: %(default)s)")
     p.add_argument("--size", type=int, default=368, help="input size in px (default: 368)")
     dev = p.add_mutually_exclusive_group()

@@ -1,8 +1,10 @@
 #!/usr/bin/env python
-"""Convert an OpenPose Caffe body model (or CMU's VGG-19 ImageNet model) to cpm_vgg19.
+"""Convert an OpenPose Caffe body model (or CMU's VGG-19 ImageNet model) to mxpose.
 
 Examples
 --------
+  python tools/convert_caffe.py --caffemodel pose_iter_584000.caffemodel \\
+      --out models/cmu_body25.params                          # BODY_25 (PAF-first)
   python tools/convert_caffe.py --prototxt pose_deploy_linevec.prototxt \\
       --caffemodel pose_iter_440000.caffemodel --out models/openpose_coco.params
   python tools/convert_caffe.py --caffemodel pose_iter_160000.caffemodel \\
@@ -11,10 +13,13 @@ Examples
       --skeleton openpose_mpi15 --out models/vgg19_base.params  # trunk only
 
 Neither Caffe nor the protobuf package is needed: the caffemodel is read directly.
-Stage count and channel sizes are detected from the weights; a prototxt, when given, is
-checked against the network. The output is a ``save_parameters`` file for
-``mxpose.model_zoo.get_model('cpm_vgg19', **kwargs)`` with the printed kwargs. The
-network expects BGR input ``v / 256 - 0.5``, like OpenPose.
+The architecture (2017 CPM -> ``cpm_vgg19``; PAF-first BODY_25 / BODY_25B / BODY_135 ->
+``paffirst_vgg19``, PReLU slopes included), stage counts and channel sizes are detected
+from the weights; a prototxt, when given, must describe the same stages and is checked
+against the network. The output is a ``save_parameters`` file for
+``mxpose.model_zoo.get_model(name, **kwargs)`` with the printed name and kwargs (for
+training, put them in ``model.name`` / ``model.kwargs`` and pass ``--weights FILE
+--weights-only``). The network expects BGR input ``v / 256 - 0.5``, like OpenPose.
 """
 import argparse
 import os
@@ -24,19 +29,21 @@ import sys
 def main(argv=None):
     ap = argparse.ArgumentParser(
         prog="convert_caffe.py",
-        description="Import OpenPose's COCO/MPI body caffemodels (all stages) or CMU's "
-                    "VGG_ILSVRC_19 caffemodel (trunk conv1_1..conv4_2 only) into mxpose's "
-                    "cpm_vgg19, without Caffe.",
+        description="Import OpenPose's body caffemodels (COCO/MPI into cpm_vgg19; BODY_25, "
+                    "BODY_25B, BODY_135 into paffirst_vgg19) or CMU's VGG_ILSVRC_19 "
+                    "caffemodel (trunk conv1_1..conv4_2 only, into cpm_vgg19), without "
+                    "Caffe.",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split(
             "Examples\n--------\n", 1)[1].split("\n\n", 1)[0])
     ap.add_argument("--caffemodel", required=True, help="binary .caffemodel to import")
     ap.add_argument("--prototxt", default=None,
-                    help="matching deploy prototxt (optional): convolutions and stage "
-                         "concat order are checked against cpm_vgg19")
+                    help="matching deploy prototxt (optional): its stages must be the "
+                         "caffemodel's; convolutions, PReLUs and stage concat order are "
+                         "checked against the network")
     ap.add_argument("--out", required=True, help="output .params file")
     ap.add_argument("--num-stages", type=int, default=None,
-                    help="stages to build (default: all stages of the model; 6 for a "
-                         "trunk-only model)")
+                    help="CPM stages to build (default: all stages of the model; 6 for a "
+                         "trunk-only model); PAF-first models are imported whole")
     ap.add_argument("--skeleton", default=None,
                     help="keypoint layout giving the output sizes of a trunk-only import "
                          "(default COCO: 19 heatmaps, 38 PAFs); checked for full models")
@@ -72,7 +79,7 @@ def main(argv=None):
         print(f"not used from the caffemodel: {', '.join(rep['unused'][:8])}"
               + (" ..." if len(rep["unused"]) > 8 else ""))
     print(f"wrote {args.out}")
-    print(f"load with: get_model('cpm_vgg19', {kw}).load_parameters({args.out!r})")
+    print(f"load with: get_model({rep['model']!r}, {kw}).load_parameters({args.out!r})")
     return 0
 
 

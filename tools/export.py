@@ -118,7 +118,8 @@ def main(argv=None):
     meta = ex.make_meta(pred.skeleton, cfg.model.name, dict(cfg.model.kwargs),
                         num_stages=num_stages, all_stages=args.all_stages,
                         stride=pred.stride, boxsize=pred.boxsize, scales=pred.scales,
-                        flip=pred.flip, decode_params=pred.decode_params, source=source)
+                        flip=pred.flip, decode_params=pred.decode_params, source=source,
+                        output_kinds=getattr(net, "output_kinds", None))
     t0 = time.perf_counter()
     try:
         files = ex.export_network(net, out, meta, formats)

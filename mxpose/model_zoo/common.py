@@ -55,6 +55,10 @@ def pair_outputs(outputs: Sequence) -> List[Tuple[object, object]]:
     outputs. ``paf_s`` is ``(B, 2L, H, W)``, ``heat_s`` is ``(B, K+1, H, W)``; the last
     pair is the final prediction.
 
+    Not for PAF-first networks (``paffirst_vgg19``), whose stages predict PAFs or
+    heatmaps only: their ``output_kinds`` names each output (the last two are still the
+    final ``(paf, heat)``), and :class:`mxpose.loss.MultiStageL2Loss` takes it as ``kinds``.
+
     Returns
     -------
     list of (paf, heat), length S

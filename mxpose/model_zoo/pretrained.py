@@ -47,13 +47,15 @@ def base_parameters(net) -> List[Tuple[str, "mx.gluon.Parameter"]]:
     """The trunk's parameters as ``(structural name, Parameter)`` in forward order.
 
     Supports the zoo's networks: the VGG-19 part (``conv1_1`` .. ``conv4_2``) of
-    :class:`~mxpose.model_zoo.cpm_vgg19.CPMVGG19` and the MobileNet part (``backbone.*``)
-    of :class:`~mxpose.model_zoo.lwpose_mobilenet.LWPoseMobileNet`.
+    :class:`~mxpose.model_zoo.cpm_vgg19.CPMVGG19` and of the PAF-first
+    :class:`~mxpose.model_zoo.paffirst_vgg19.PafFirstVGG19`, and the MobileNet part
+    (``backbone.*``) of :class:`~mxpose.model_zoo.lwpose_mobilenet.LWPoseMobileNet`.
     """
     from .cpm_vgg19 import CPMVGG19
     from .lwpose_mobilenet import LWPoseMobileNet
+    from .paffirst_vgg19 import PafFirstVGG19
     params = net._collect_params_with_prefix()
-    if isinstance(net, CPMVGG19):
+    if isinstance(net, (CPMVGG19, PafFirstVGG19)):
         out = []
         for layer in net.base_layer_names:
             out += [(f"{layer}.weight", params[f"{layer}.weight"]),

@@ -269,8 +269,10 @@ class PoseTrainer:
             # MXNet 1.9.1 (threaded engine, checked on CPU): the moving means differ from
             # the imperative run and between identical runs. static_alloc alone is exact.
             self.net.hybridize(static_alloc=True, static_shape=len(self.ctxs) == 1)
+        # PAF-first networks name what each output predicts (PAF-only, heatmap-only stages)
         self.loss = MultiStageL2Loss(batch_size=self.batch,
-                                     use_masks=bool(cfg.targets.use_masks))
+                                     use_masks=bool(cfg.targets.use_masks),
+                                     kinds=getattr(self.net, "output_kinds", None))
 
         # optimizer ------------------------------------------------------------------
         self.schedule = schedule_from_config(cfg.train)
