@@ -43,6 +43,14 @@ pipeline as real COCO reads them. ``v = 2`` where the keypoint's own body part i
 drawn pixel, ``v = 1`` where something else covers it (a later person, or the figure's own
 limb in front of it), ``v = 0`` off the image. ``bbox`` and ``area`` come from the person's
 visible body mask, like COCO's segmentation-derived values.
+
+With ``feet=True`` (``make_synthetic.py --feet``) each foot is a shoe whose heel, big toe
+and small toe are labelled too, people are stored in the ``coco_foot`` layout (COCO's 17,
+then the 6 foot points in COCO-WholeBody's order) and the DB trains ``body25`` networks.
+The shoe is a small 3-D foot projected by a camera looking slightly down: turned out
+towards its own side, yawed with the body, big toe medial (towards the other foot),
+heel behind the ankle; a heel hidden inside its own shoe (a foot pointing at the camera)
+is labelled occluded. Without the option every image is the one drawn before it existed.
 """
 from __future__ import annotations
 
