@@ -130,3 +130,27 @@ def test_onnx_export_of_a_body25_paffirst_model_runs_in_the_predictor(tmp_path):
     assert np.abs(paf - ref_paf).max() <= 1e-4 * scale + 1e-6
     # sub-cell refinement moves a point by ~1e-3 px for ~1e-6 map differences
     assert ex.people_difference(ref(img), pred(img)) < 1e-2
+
+
+def test_trunk_width_slims_the_trunk_only():
+    """``trunk_width`` (the slim network of experiments/synthetic_body25.yaml) narrows the
+    VGG-19 trunk and the CPM layers; stage and output shapes follow."""
+    import mxnet as mx
+    from mxpose.config import load_config
+    from mxpose.model_zoo import get_model
+    import os
+    cfg = load_config(os.path.join(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))), "experiments", "synthetic_body25.yaml"))
+    assert cfg.data.skeleton == "body25" and cfg.model.kwargs.trunk_width == 0.25
+    net = get_model("paffirst_vgg19", skeleton=B25, **cfg.model.kwargs)
+    net.initialize()
+    outs = net(mx.nd.zeros((1, 3, 64, 80)))
+    assert [o.shape for o in outs] == [(1, 52, 8, 10), (1, 52, 8, 10), (1, 26, 8, 10)]
+    assert net.output_kinds == ("paf", "paf", "heat")
+    assert net.conv1_1.weight.shape == (16, 3, 3, 3)
+    assert net.conv4_2.weight.shape == (128, 128, 3, 3)
+    assert net.conv4_4_CPM.weight.shape == (32, 64, 3, 3)
+    full = get_model("paffirst_vgg19", skeleton=B25)
+    assert full.conv1_1._channels == 64 and full.conv4_4_CPM._channels == 128
+    with pytest.raises(ValueError, match="trunk_width"):
+        get_model("paffirst_vgg19", skeleton=B25, trunk_width=0)
