@@ -605,8 +605,8 @@ def generate_image(seed, min_size: int = 192, max_size: int = 320, max_people: i
     people : list of dict
         In drawing order (later ones on top), ready for :meth:`PoseDBWriter.add_image`:
         ``keypoints`` (17, 3) float32 in the ``coco`` layout ((23, 3) ``coco_foot`` with
-        ``feet``; x, y, v; all zero for an unlabelled or crowd entry), ``bbox`` [x, y, w, h] and ``area`` of the visible body
-        mask, ``is_crowd`` 0/1, ``extra`` (``unlabelled``/``crowd`` flags, ``yaw``/``lean``
+        ``feet``; x, y, v; all zero for an unlabelled or crowd entry), ``bbox``
+        [x, y, w, h] and ``area`` of the visible body mask, ``is_crowd`` 0/1, ``extra`` (``unlabelled``/``crowd`` flags, ``yaw``/``lean``
         in degrees, ``height`` in pixels).
     ignore_rles : list of dict
         COCO compressed RLEs ``{"size": [h, w], "counts": str, "reason": str}``, reason
