@@ -549,7 +549,7 @@ def decode_ref(heatmaps, pafs, skeleton, stride=8.0, thre1=0.1, thre2=0.05, sigm
 # Synthetic people (tests and tools/bench_decode.py)
 # ---------------------------------------------------------------------------------------
 # A standing person facing the camera, ~180 px tall, centred on the mid-hip line, by
-# keypoint name (covers the COCO-18 and MPI-15 layouts).
+# keypoint name (covers the COCO-18, MPI-15 and BODY_25 layouts).
 _TEMPLATE = {
     "nose": (0, -70), "neck": (0, -50), "head_top": (0, -88), "upper_neck": (0, -55),
     "chest": (0, -20), "r_eye": (-5, -75), "l_eye": (5, -75), "r_ear": (-10, -72),
@@ -557,6 +557,10 @@ _TEMPLATE = {
     "r_elbow": (-28, -20), "l_elbow": (28, -20), "r_wrist": (-32, 10), "l_wrist": (32, 10),
     "r_hip": (-12, 10), "l_hip": (12, 10), "r_knee": (-14, 50), "l_knee": (14, 50),
     "r_ankle": (-15, 90), "l_ankle": (15, 90),
+    # BODY_25's mid-hip and the feet (toes pointing outwards, heels behind the ankles)
+    "mid_hip": (0, 10), "r_heel": (-10, 106), "l_heel": (10, 106),
+    "r_big_toe": (-22, 112), "l_big_toe": (22, 112),
+    "r_small_toe": (-40, 106), "l_small_toe": (40, 106),
 }
 
 

@@ -366,3 +366,117 @@ def test_tool_preview_that_cannot_be_written_is_one_line(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "cannot write image" in r.stderr and "train_000000.png" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------------------------------
+# feet (make_synthetic --feet): coco_foot people for body25 training
+# ---------------------------------------------------------------------------------------
+FOOT = get_skeleton("coco_foot")
+
+
+def test_without_feet_the_images_are_those_drawn_before_the_option():
+    """Hashes of images + labels from the generator before --feet existed (same pinned
+    OpenCV/NumPy): DBs made then resume with identical images."""
+    import hashlib
+    want = {(3, 0, 0): "c68f478e7d8b325c", (3, 1, 5): "bcc0883da2a108e9",
+            (3, 0, 7): "2d4e13e40f513e25"}
+    for seed, digest in want.items():
+        img, people, _ = generate_image(seed)
+        h = hashlib.sha256(img.tobytes())
+        for p in people:
+            assert p["keypoints"].shape == (17, 3)
+            h.update(np.asarray(p["keypoints"], np.float32).tobytes())
+        assert h.hexdigest()[:16] == digest, seed
+
+
+@pytest.fixture(scope="module")
+def feet_samples():
+    return [generate_image(s, feet=True, return_maps=True) for s in SEEDS]
+
+
+def test_feet_are_labelled_on_their_own_shoe(feet_samples):
+    """coco_foot people: a visible (v=2) foot point lies on its own side's shoe of its own
+    figure, an occluded one (v=1) under something else or, for a heel, inside its own
+    shoe (a foot pointing at the camera); every foot point of a figure is labelled
+    unless off the image."""
+    counts = {0: 0, 1: 0, 2: 0}
+    hidden_heels = 0
+    for img, people, rles, maps in feet_samples:
+        owner, part = maps["owner"], maps["part"]
+        h, w = owner.shape
+        for i, p in _labelled(people):
+            kp = p["keypoints"]
+            assert kp.shape == (23, 3)
+            for k in range(17, 23):
+                name = FOOT.keypoints[k]
+                x, y, v = kp[k]
+                counts[int(v)] += 1
+                if v == 0:
+                    continue
+                assert 0 <= x <= w - 1 and 0 <= y <= h - 1
+                px, py = int(round(x)), int(round(y))
+                mine = owner[py, px] == i and PART_NAMES[part[py, px]] == name[:2] + "foot"
+                if v == 2:
+                    assert mine, name
+                elif mine:
+                    assert name.endswith("heel")
+                    hidden_heels += 1
+    assert counts[2] > 0.6 * sum(counts.values())      # the checks are not vacuous
+    assert counts[1] > 0 and hidden_heels > 0
+
+
+def test_feet_left_right_and_toes_follow_the_facing(feet_samples):
+    """Left/right as for the body, by the facing and never by colour: on a figure facing
+    the camera, upright with an upright shin, each foot's big toe is on the inner
+    (medial) side of its small toe, so the left foot's small toe is image-right of its
+    big toe and the right foot's image-left: a rule that mirrors with the image."""
+    idx = FOOT.index
+    checked = 0
+    for img, people, rles, maps in feet_samples:
+        for i, p in _labelled(people):
+            if abs(p["extra"]["yaw"]) > 10 or abs(p["extra"]["lean"]) > 15:
+                continue
+            kp = p["keypoints"]
+            for s, sign in (("l", 1.0), ("r", -1.0)):
+                pts = [kp[idx(f"{s}_{n}")] for n in ("knee", "ankle", "big_toe", "small_toe")]
+                if any(q[2] == 0 for q in pts):
+                    continue
+                shin = pts[1][:2] - pts[0][:2]
+                if abs(np.degrees(np.arctan2(shin[0], shin[1]))) > 20:
+                    continue
+                assert sign * (pts[3][0] - pts[2][0]) > 0, (s, pts)
+                checked += 1
+    assert checked >= 10
+
+
+def test_feet_db_layout_recipe_and_resume(tmp_path):
+    out = str(tmp_path / "f.db")
+    make_synthetic_db(out, 3, num_val=1, progress=False, feet=True, min_size=160,
+                      max_size=200)
+    db = PoseDB(out)
+    assert db.skeleton.name == "coco_foot"
+    assert db.meta["synthetic"]["feet"] is True
+    kp = np.concatenate([db.people(int(i))["keypoints"] for i in db.image_ids("train")])
+    assert kp.shape[1:] == (23, 3) and (kp[:, 17:, 2] > 0).any()
+    db.close()
+    # resuming without --feet is refused, naming the parameter
+    with pytest.raises(PoseDBError, match="feet"):
+        make_synthetic_db(out, 4, progress=False, min_size=160, max_size=200)
+    plain = str(tmp_path / "p.db")
+    make_synthetic_db(plain, 1, progress=False, min_size=160, max_size=200)
+    assert "feet" not in PoseDB(plain).meta["synthetic"]
+    assert PoseDB(plain).skeleton.name == "coco"
+
+
+def test_feet_db_reads_as_body25(tmp_path):
+    """The training view: a coco_foot DB read as body25 (neck, mid-hip derived, the foot
+    points as stored), as experiments/synthetic_body25.yaml does."""
+    from mxpose.skeleton import convert
+    out = str(tmp_path / "f.db")
+    make_synthetic_db(out, 4, progress=False, feet=True, min_size=160, max_size=200)
+    db = PoseDB(out)
+    kp = np.concatenate([db.people(int(i))["keypoints"] for i in db.image_ids("train")])
+    b25 = convert(kp, "coco_foot", "body25")
+    B25 = get_skeleton("body25")
+    for name in FOOT.keypoints[17:]:
+        np.testing.assert_array_equal(b25[:, B25.index(name)], kp[:, FOOT.index(name)])

@@ -429,3 +429,12 @@ def test_bench_targets_tool(tmp_path, repo_root):
     row = doc["results"][0]
     assert row["mode"] == "centered" and row["cython_us"] > 0 and row["ratio"] > 0
     assert row["target_us"] == 30.0 and "met" in row
+    # --skeleton body25: 26 heatmaps, 52 PAF channels, its own 10-people target
+    r = subprocess.run([sys.executable, tool, "--skeleton", "body25", "--people", "10",
+                        "--modes", "cmu", "--repeats", "20", "--ref-repeats", "1",
+                        "--samples", "2", "--json", str(out)], capture_output=True,
+                       text=True, cwd=repo_root)
+    assert r.returncode == 0, r.stderr
+    assert "body25 (26 heatmaps, 52 PAF channels)" in r.stdout
+    doc = json.loads(out.read_text())
+    assert doc["layout"] == "body25" and doc["results"][0]["target_us"] == 60.0

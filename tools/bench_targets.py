@@ -8,8 +8,10 @@ keypoint labelled. Single thread; each figure is the median over many samples.
 
     python tools/bench_targets.py
     python tools/bench_targets.py --people 1 10 --json bench_targets.json
+    python tools/bench_targets.py --skeleton body25 --people 10 --no-reference
 
-Targets (issue 3): <= 30 us with 1 person, <= 120 us with 10 people.
+Targets (issue 3): <= 30 us with 1 person, <= 120 us with 10 people (openpose_coco18);
+issue 9: <= 60 us with 10 people for body25 (26 heatmaps, 52 PAF channels).
 """
 import os
 
@@ -26,7 +28,8 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-TARGET_US = {1: 30.0, 10: 120.0}
+# Targets by layout and people per sample (issue 3: openpose_coco18; issue 9: body25).
+TARGET_US = {"openpose_coco18": {1: 30.0, 10: 120.0}, "body25": {10: 60.0}}
 INPUT = 368
 STRIDE = 8
 
@@ -36,12 +39,28 @@ _TEMPLATE = np.array([
     (0.10, -0.32), (0.13, -0.15), (0.14, 0.00), (-0.06, 0.02), (-0.07, 0.24),
     (-0.07, 0.46), (0.06, 0.02), (0.07, 0.24), (0.07, 0.46), (-0.02, -0.44),
     (0.02, -0.44), (-0.04, -0.43), (0.04, -0.43)], dtype=np.float64)
+_OP18 = ("nose", "neck", "r_shoulder", "r_elbow", "r_wrist", "l_shoulder", "l_elbow",
+         "l_wrist", "r_hip", "r_knee", "r_ankle", "l_hip", "l_knee", "l_ankle", "r_eye",
+         "l_eye", "r_ear", "l_ear")
+# The template by name, with the points other layouts add (mid-hip, feet).
+_BY_NAME = dict(zip(_OP18, _TEMPLATE), mid_hip=(0.0, 0.02),
+                r_big_toe=(-0.10, 0.50), r_small_toe=(-0.12, 0.49), r_heel=(-0.06, 0.49),
+                l_big_toe=(0.10, 0.50), l_small_toe=(0.12, 0.49), l_heel=(0.06, 0.49))
 
 
-def make_people(rng, n):
-    """(n, 18, 3) float32: the first person is the CMU-scaled "main" one (height
-    0.6*368*U(0.5, 1.1) near the centre), the others anywhere at 60..250 px."""
-    kp = np.zeros((n, 18, 3), dtype=np.float32)
+def template(skel):
+    """(K, 2) standing person of ``skel`` (any layout whose points the template names)."""
+    missing = [k for k in skel.keypoints if k not in _BY_NAME]
+    if missing:
+        raise ValueError(f"layout {skel.name!r}: no template position for {missing}")
+    return np.array([_BY_NAME[k] for k in skel.keypoints], dtype=np.float64)
+
+
+def make_people(rng, n, tmpl=_TEMPLATE):
+    """(n, K, 3) float32 people of the (K, 2) template ``tmpl``: the first person is the
+    CMU-scaled "main" one (height 0.6*368*U(0.5, 1.1) near the centre), the others
+    anywhere at 60..250 px."""
+    kp = np.zeros((n, len(tmpl), 3), dtype=np.float32)
     for i in range(n):
         if i == 0:
             h = 0.6 * INPUT * rng.uniform(0.5, 1.1)
@@ -51,7 +70,7 @@ def make_people(rng, n):
             centre = rng.uniform(0, INPUT, 2)
         a = np.deg2rad(rng.uniform(-40, 40))
         rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
-        pts = (_TEMPLATE + rng.normal(0, 0.02, _TEMPLATE.shape)) * h
+        pts = (tmpl + rng.normal(0, 0.02, tmpl.shape)) * h
         kp[i, :, :2] = pts @ rot.T + centre
         kp[i, :, 2] = 2
     return kp
@@ -87,10 +106,11 @@ def _load_reference():
 def main(argv=None):
     ap = argparse.ArgumentParser(
         description="Time ground-truth rendering (heatmaps + background + PAFs) per sample "
-                    "for a 368x368 input (46x46 maps), openpose_coco18, single thread, "
+                    "for a 368x368 input (46x46 maps), single thread, "
                     "median over random samples; compiled kernels (TargetRenderer, buffers "
                     "reused) vs the NumPy reference in tests/reference.py, in both grid "
-                    "modes. Targets: <= 30 us with 1 person, <= 120 us with 10 people. "
+                    "modes. Targets: <= 30 us with 1 person, <= 120 us with 10 people "
+                    "(openpose_coco18), <= 60 us with 10 people (body25). "
                     "Loss-mask pooling is timed on a separate line.")
     ap.add_argument("--people", type=int, nargs="+", default=[1, 10],
                     help="people per sample, one row each (default: 1 10)")
@@ -105,6 +125,10 @@ def main(argv=None):
     ap.add_argument("--no-reference", action="store_true",
                     help="skip the (slow) NumPy reference")
     ap.add_argument("--seed", type=int, default=0, help="random seed of the samples")
+    ap.add_argument("--skeleton", default="openpose_coco18",
+                    choices=["openpose_coco18", "body25", "body25b"],
+                    help="layout of the ground truth (default openpose_coco18; body25: 26 "
+                         "heatmaps, 52 PAF channels)")
     ap.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     args = ap.parse_args(argv)
     if min(args.people) < 0 or args.repeats < 1 or args.ref_repeats < 1 or args.samples < 1:
@@ -121,14 +145,15 @@ def main(argv=None):
     ref = None if args.no_reference else _load_reference()
     if ref is None and not args.no_reference:
         print("note: tests/reference.py not found; NumPy column skipped", file=sys.stderr)
-    skel = get_skeleton("openpose_coco18")
+    skel = get_skeleton(args.skeleton)
+    tmpl = template(skel)
     rng = np.random.default_rng(args.seed)
     grid = (INPUT // STRIDE, INPUT // STRIDE)
 
     rows = []
     jobs = [(m, n) for m in args.modes for n in args.people]
     for mode, n in tqdm(jobs, desc="bench", leave=False):
-        samples = [make_people(rng, n) for _ in range(args.samples)]
+        samples = [make_people(rng, n, tmpl) for _ in range(args.samples)]
         r = TargetRenderer(skel, INPUT, stride=STRIDE, sigma=7.0, paf_width=1.0, mode=mode)
         cy = _median_us(r.render_maps, samples, args.repeats)
         row = {"mode": mode, "merge": r.merge, "people": n, "cython_us": round(cy, 2)}
@@ -138,8 +163,9 @@ def main(argv=None):
                 ref.pafs_ref(kp, skel.limb_index, grid, STRIDE, 1.0, mode=mode)
             npy = _median_us(ref_fn, samples, args.ref_repeats)
             row.update(numpy_us=round(npy, 1), ratio=round(npy / cy, 1))
-        if n in TARGET_US:
-            row.update(target_us=TARGET_US[n], met=bool(cy <= TARGET_US[n]))
+        target = TARGET_US.get(skel.name, {}).get(n)
+        if target is not None:
+            row.update(target_us=target, met=bool(cy <= target))
         rows.append(row)
 
     # Loss masks are not part of the GT target but are on the same per-sample path.
@@ -151,7 +177,7 @@ def main(argv=None):
                          max(200, args.repeats // 10))
 
     print(f"ground truth per sample: {INPUT}x{INPUT} input -> {grid[0]}x{grid[1]} maps, "
-          f"openpose_coco18 ({skel.num_heatmaps} heatmaps, {skel.num_pafs} PAF channels), "
+          f"{skel.name} ({skel.num_heatmaps} heatmaps, {skel.num_pafs} PAF channels), "
           "single thread, median")
     head = f"{'mode':<9} {'merge':<9} {'people':>6} {'cython us':>10} {'numpy us':>10} " \
            f"{'ratio':>7} {'target us':>9}  met"
@@ -165,11 +191,11 @@ def main(argv=None):
               f"{cell(row, 'numpy_us', 10)} {cell(row, 'ratio', 7)} {cell(row, 'target_us', 9)}"
               f"  {('yes' if row['met'] else 'NO') if 'met' in row else '-'}")
     print(f"loss masks: pool 368x368 -> 46x46 {pool_us:.1f} us; pool + expand to "
-          f"(19, 46, 46) and (38, 46, 46) {mask_us:.1f} us")
+          f"({skel.num_heatmaps}, 46, 46) and ({skel.num_pafs}, 46, 46) {mask_us:.1f} us")
 
     if args.json:
         doc = {"benchmark": "targets", "input_size": INPUT, "stride": STRIDE,
-               "map_size": list(grid), "layout": "openpose_coco18", "sigma": 7.0,
+               "map_size": list(grid), "layout": skel.name, "sigma": 7.0,
                "paf_width": 1.0, "unit": "microseconds per sample", "statistic": "median",
                "threads": 1, "repeats": args.repeats, "ref_repeats": args.ref_repeats,
                "machine": {"processor": platform.processor() or platform.machine(),

@@ -12,7 +12,10 @@ have one unlabelled figure and about 8 % a crowd of small figures; both are stor
 ignore regions, as COCO's unlabelled people and crowds are. With --crowd every image is a
 labelled crowd instead: 5-15 people in rows, neighbours overlapping by 30-70 %, occluders
 (poles, signs, railings) in front. Keypoints are stored in the
-17-point COCO layout, so training reads the DB exactly like a COCO one.
+17-point COCO layout, so training reads the DB exactly like a COCO one. With --feet the
+figures wear shoes with a heel, a big toe and a small toe (left and right told apart by
+the facing, as for the body) and people are stored in the coco_foot layout (COCO's 17
+then the 6 foot points, as COCO-WholeBody), the data of experiments/synthetic_body25.yaml.
 
 Image i of a split is train/000123.jpg or val/000123.jpg, drawn from its own seed derived
 from --seed, the split and i: the same command always writes the same bytes, and re-running
@@ -58,6 +61,10 @@ def build_parser():
                    help="crowd setting: every image holds 5-15 labelled people in rows, "
                         "neighbours overlapping by 30-70 %%, with occluders in front "
                         "(--max-people is then unused; try --min-size 480 --max-size 640)")
+    p.add_argument("--feet", action="store_true",
+                   help="draw and label feet (heel, big toe, small toe): people stored in "
+                        "the coco_foot layout (COCO-17 + 6 foot points), for body25 "
+                        "training")
     p.add_argument("--quality", type=int, default=DEFAULTS["quality"], metavar="Q",
                    help=f"JPEG quality (default {DEFAULTS['quality']})")
     p.add_argument("--workers", type=int, default=1, metavar="W",
@@ -108,7 +115,8 @@ def main(argv=None):
 
     params = {"min_size": args.min_size, "max_size": args.max_size,
               "max_people": args.max_people, "p_unlabelled": args.p_unlabelled,
-              "p_crowd": args.p_crowd, "quality": args.quality, "crowd": args.crowd}
+              "p_crowd": args.p_crowd, "quality": args.quality, "crowd": args.crowd,
+              "feet": args.feet}
     if args.coco_dir:
         from mxpose.data.synthetic import write_synthetic_coco
         s = write_synthetic_coco(args.coco_dir, args.num_images, args.val_images,

@@ -43,6 +43,14 @@ pipeline as real COCO reads them. ``v = 2`` where the keypoint's own body part i
 drawn pixel, ``v = 1`` where something else covers it (a later person, or the figure's own
 limb in front of it), ``v = 0`` off the image. ``bbox`` and ``area`` come from the person's
 visible body mask, like COCO's segmentation-derived values.
+
+With ``feet=True`` (``make_synthetic.py --feet``) each foot is a shoe whose heel, big toe
+and small toe are labelled too, people are stored in the ``coco_foot`` layout (COCO's 17,
+then the 6 foot points in COCO-WholeBody's order) and the DB trains ``body25`` networks.
+The shoe is a small 3-D foot projected by a camera looking slightly down: turned out
+towards its own side, yawed with the body, big toe medial (towards the other foot),
+heel behind the ankle; a heel hidden inside its own shoe (a foot pointing at the camera)
+is labelled occluded. Without the option every image is the one drawn before it existed.
 """
 from __future__ import annotations
 
@@ -67,10 +75,12 @@ GENERATOR_VERSION = 1
 #: Generation parameters and their defaults (recorded in the DB meta under ``synthetic``).
 DEFAULTS = {"min_size": 192, "max_size": 320, "max_people": 4, "min_height": 0.3,
             "max_height": 0.9, "p_unlabelled": 0.1, "p_crowd": 0.08, "quality": 90,
-            "crowd": False}
+            "crowd": False, "feet": False}
 
 _COCO = get_skeleton("coco")
 _K = _COCO.num_keypoints
+#: The layout of people drawn with feet: COCO-17 then heel, big toe and small toe per foot.
+_FOOT = get_skeleton("coco_foot")
 
 #: Body part ids of the part map (index = id; 0 is background).
 PART_NAMES = ("background", "torso", "neck", "head", "hair", "l_ear", "r_ear", "l_eye", "r_eye",
@@ -89,12 +99,14 @@ KEYPOINT_PARTS: Dict[str, Tuple[str, ...]] = {
     "l_hip": ("torso", "l_thigh"), "r_hip": ("torso", "r_thigh"),
     "l_knee": ("l_thigh", "l_shin"), "r_knee": ("r_thigh", "r_shin"),
     "l_ankle": ("l_shin", "l_foot"), "r_ankle": ("r_shin", "r_foot"),
+    "l_big_toe": ("l_foot",), "l_small_toe": ("l_foot",), "l_heel": ("l_foot",),
+    "r_big_toe": ("r_foot",), "r_small_toe": ("r_foot",), "r_heel": ("r_foot",),
 }
-# (K, num_parts) bool: part p carries keypoint k.
-_KP_PART_OK = np.zeros((_K, len(PART_NAMES)), dtype=bool)
+# (K, num_parts) bool: part p carries keypoint k (rows in coco_foot order; COCO's 17 first).
+_KP_PART_OK = np.zeros((_FOOT.num_keypoints, len(PART_NAMES)), dtype=bool)
 for _name, _parts in KEYPOINT_PARTS.items():
     for _p in _parts:
-        _KP_PART_OK[_COCO.index(_name), _P[_p]] = True
+        _KP_PART_OK[_FOOT.index(_name), _P[_p]] = True
 
 # Parts merged for outlining: face marks sit on the head without a dark ring, hair joins it.
 _OUTLINE_LUT = np.arange(len(PART_NAMES), dtype=np.uint8)
@@ -239,11 +251,46 @@ def _background(rng, h: int, w: int) -> np.ndarray:
 # ------------------------------------------------------------------------------------------
 # figures
 # ------------------------------------------------------------------------------------------
-def _sample_figure(rng) -> dict:
+def _foot(ankle, sd, s: int, turnout: float, yaw: float, tilt: float) -> dict:
+    """Shoe points of one foot in body units: ``heel``, ``big_toe``, ``small_toe`` and the
+    shoe's top corners at the ankle (``shoe_a``, ``shoe_b``).
+
+    The foot is placed in 3-D (x image right, y down, z towards the camera) and projected
+    by a camera looking slightly down (z shows as + 0.35 z in y): it points forward,
+    turned out by ``turnout`` radians towards its own side ``s`` and with the body's
+    ``yaw``; the big toe is on the medial side (towards the other foot), the small toe
+    lateral and a little shorter, the heel behind and below the ankle. All of it follows
+    from the side and the facing, never from colour, so a mirrored foot is the other
+    foot's drawing. ``tilt`` turns the shoe in the image with a raised shin.
+    """
+    a = s * turnout + yaw
+    fwd = np.array([math.sin(a), 0.0, math.cos(a)])
+    med = np.array([-s * math.cos(a), 0.0, s * math.sin(a)])
+    down = np.array([0.0, 1.0, 0.0])
+
+    def proj(v):
+        return _rot(np.array([v[0], v[1] + 0.35 * v[2]]), tilt)
+    nrm = np.array([-sd[1], sd[0]])
+    return {"heel": ankle + proj(-0.03 * fwd + 0.045 * down),
+            "big_toe": ankle + proj(0.105 * fwd + 0.016 * med + 0.05 * down),
+            "small_toe": ankle + proj(0.085 * fwd - 0.022 * med + 0.05 * down),
+            "shoe_a": ankle + 0.026 * nrm, "shoe_b": ankle - 0.026 * nrm}
+
+
+def _heel_hidden(f: dict) -> bool:
+    """Whether the heel lies inside the rest of the shoe (a foot pointing at the camera
+    hides its heel: labelled occluded, as COCO labels a keypoint hidden by its own body)."""
+    pts = np.array([f[k] for k in ("shoe_a", "shoe_b", "big_toe", "small_toe")], np.float32)
+    hull = cv2.convexHull(pts * 1000)
+    return cv2.pointPolygonTest(hull, tuple(float(v) * 1000 for v in f["heel"]), True) > 2.0
+
+
+def _sample_figure(rng, feet: bool = False) -> dict:
     """A posed figure in body units (H = 1), pelvis at the origin, image axes (y down).
 
     Side ``s`` is -1 for the person's right (image left of the body axis: the figure faces
-    the camera) and +1 for the left.
+    the camera) and +1 for the left. With ``feet`` each foot is a shoe with a heel, a big
+    toe and a small toe (:func:`_foot`) instead of a plain capsule.
     """
     yaw = rng.normal(0, 0.12) if rng.random() < 0.5 else rng.uniform(-0.75, 0.75)
     cw = math.cos(yaw)
@@ -254,6 +301,7 @@ def _sample_figure(rng) -> dict:
     neck = _TORSO * up
     hw, sw = 0.085 * cw * build, 0.13 * cw * build
     pts = {"neck": neck}
+    heel_hidden = {}
 
     def seg():                                  # out-of-plane foreshortening of a segment
         return 1.0 if rng.random() < 0.7 else rng.uniform(0.6, 1.0)
@@ -284,6 +332,11 @@ def _sample_figure(rng) -> dict:
         sd = _dir(s * c2)
         an = kn + _SHIN * seg() * sd
         pts[f"{side}_knee"], pts[f"{side}_ankle"] = kn, an
+        if feet:
+            f = _foot(an, sd, s, rng.uniform(0.1, 0.8), yaw, -0.5 * s * c2)
+            heel_hidden[side] = _heel_hidden(f)
+            pts.update({f"{side}_{k}": v for k, v in f.items()})
+            continue
         toe = s if abs(yaw) < 0.25 else math.copysign(1.0, yaw)
         fd = 0.4 * sd + np.array([toe, 0.3])
         pts[f"{side}_toe"] = an + 0.07 * fd / np.linalg.norm(fd)
@@ -307,7 +360,8 @@ def _sample_figure(rng) -> dict:
         pts[f"{side}_ear"] = face(0.95 * s - 0.1 * sy, 0.12)
     far = 0 if abs(yaw) < 0.25 else (1 if yaw > 0 else -1)   # turning to its left hides the left
     return {"names": tuple(pts), "xy": np.array(list(pts.values())), "yaw": yaw,
-            "build": build, "head_angle": ha, "head_axes": (rx, ry), "far": far}
+            "build": build, "head_angle": ha, "head_axes": (rx, ry), "far": far,
+            "feet": bool(feet), "heel_hidden": heel_hidden}
 
 
 def _style(rng) -> dict:
@@ -383,10 +437,25 @@ def _draw_figure(img, owner, part, pid: int, fig: dict, P: dict, H: float, angle
     def disc(pid_, a, r):
         cv2.circle(pm, q(a), max(_ONE, int(round(r * _ONE))), pid_, -1, cv2.LINE_8, _SHIFT)
 
+    def shoe(side):
+        # The labelled heel and toes sit just inside the drawn outline (a corner pixel
+        # of a filled polygon may fall outside it).
+        c = np.array([P[f"{side}_{k}"] for k in ("shoe_a", "shoe_b", "heel", "big_toe",
+                                                  "small_toe")]) - off
+        mid = c.mean(0)
+        d = c - mid
+        c = c + d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-6) * max(
+            1.5, 0.012 * H)
+        hull = cv2.convexHull(np.array([_fix(p) for p in c], np.int32))
+        cv2.fillConvexPoly(pm, hull, _P[f"{side}_foot"], cv2.LINE_8, _SHIFT)
+
     def leg(side):
         cap(_P[f"{side}_thigh"], f"{side}_hip", f"{side}_knee", 0.078)
         cap(_P[f"{side}_shin"], f"{side}_knee", f"{side}_ankle", 0.062)
-        cap(_P[f"{side}_foot"], f"{side}_ankle", f"{side}_toe", 0.045)
+        if fig.get("feet"):
+            shoe(side)
+        else:
+            cap(_P[f"{side}_foot"], f"{side}_ankle", f"{side}_toe", 0.045)
 
     def arm(side):
         cap(_P[f"{side}_upper_arm"], f"{side}_shoulder", f"{side}_elbow", 0.055)
@@ -493,7 +562,7 @@ def _mask_bbox(mask: np.ndarray):
 def generate_image(seed, min_size: int = 192, max_size: int = 320, max_people: int = 4,
                    min_height: float = 0.3, max_height: float = 0.9,
                    p_unlabelled: float = 0.1, p_crowd: float = 0.08,
-                   crowd: bool = False, return_maps: bool = False):
+                   crowd: bool = False, feet: bool = False, return_maps: bool = False):
     """Draw one synthetic image with its labels.
 
     Parameters
@@ -520,6 +589,12 @@ def generate_image(seed, min_size: int = 192, max_size: int = 320, max_people: i
         a railing) drawn over them; ``max_people`` is ignored, ``min_height`` /
         ``max_height`` give the front row's figure height (rows shrink to fit the
         image width, so figures can be smaller). Keypoints under an occluder get v = 1.
+    feet : bool
+        Draw shoes with a heel, a big toe and a small toe and label them: people are then
+        in the ``coco_foot`` layout (COCO's 17, then left big toe, small toe, heel, right
+        big toe, small toe, heel), visibility as for the body points (a heel hidden
+        behind its own shoe, as when the foot points at the camera, is v = 1).
+        Without it the images are exactly those drawn before the option existed.
     return_maps : bool
         Also return a dict of debugging maps (see below).
 
@@ -529,9 +604,9 @@ def generate_image(seed, min_size: int = 192, max_size: int = 320, max_people: i
         BGR pixels (before JPEG encoding).
     people : list of dict
         In drawing order (later ones on top), ready for :meth:`PoseDBWriter.add_image`:
-        ``keypoints`` (17, 3) float32 in the ``coco`` layout (x, y, v; all zero for an
-        unlabelled or crowd entry), ``bbox`` [x, y, w, h] and ``area`` of the visible body
-        mask, ``is_crowd`` 0/1, ``extra`` (``unlabelled``/``crowd`` flags, ``yaw``/``lean``
+        ``keypoints`` (17, 3) float32 in the ``coco`` layout ((23, 3) ``coco_foot`` with
+        ``feet``; x, y, v; all zero for an unlabelled or crowd entry), ``bbox``
+        [x, y, w, h] and ``area`` of the visible body mask, ``is_crowd`` 0/1, ``extra`` (``unlabelled``/``crowd`` flags, ``yaw``/``lean``
         in degrees, ``height`` in pixels).
     ignore_rles : list of dict
         COCO compressed RLEs ``{"size": [h, w], "counts": str, "reason": str}``, reason
@@ -548,6 +623,8 @@ def generate_image(seed, min_size: int = 192, max_size: int = 320, max_people: i
     if not (0 < min_height <= max_height):
         raise ValueError(f"need 0 < min_height <= max_height, got {min_height}, {max_height}")
     rng = np.random.default_rng(seed)
+    layout = _FOOT if feet else _COCO
+    K = layout.num_keypoints
     w = int(rng.integers(min_size, max_size + 1))
     h = int(rng.integers(min_size, max_size + 1))
     img = _background(rng, h, w)
@@ -561,7 +638,7 @@ def generate_image(seed, min_size: int = 192, max_size: int = 320, max_people: i
         crowd_n = int(rng.integers(5, 10))
         cx, cy = rng.uniform(0.2, 0.8) * w, rng.uniform(0.3, 0.8) * h
         for j in range(crowd_n):
-            fig = _sample_figure(rng)
+            fig = _sample_figure(rng, feet)
             H = rng.uniform(0.12, 0.2) * h
             ang = rng.normal(0, 0.1)
             org = (cx + rng.normal(0, 0.12 * w), cy + rng.normal(0, 0.04 * h))
@@ -570,9 +647,9 @@ def generate_image(seed, min_size: int = 192, max_size: int = 320, max_people: i
 
     # Main figures, placed so that no two boxes overlap by more than about half.
     n = 0 if crowd else int(rng.integers(1, max_people + 1))
-    placed = _place_crowd(rng, w, h, min_height, max_height) if crowd else []
+    placed = _place_crowd(rng, w, h, min_height, max_height, feet) if crowd else []
     for _ in range(n):
-        fig = _sample_figure(rng)
+        fig = _sample_figure(rng, feet)
         ang = float(np.clip(rng.normal(0, 0.2), -0.6, 0.6))
         H = rng.uniform(min_height, max_height) * h
         for attempt in range(20):
@@ -611,19 +688,21 @@ def generate_image(seed, min_size: int = 192, max_size: int = 320, max_people: i
         bbox, area = _mask_bbox(vis)
         extra = {"yaw": round(math.degrees(fig["yaw"]), 2), "lean": round(math.degrees(ang), 2),
                  "height": round(float(H), 2)}
-        kp = np.zeros((_K, 3), np.float32)
+        kp = np.zeros((K, 3), np.float32)
         if i == unlabelled:
             extra["unlabelled"] = True
             if area > 0:
                 region = cv2.dilate(vis.astype(np.uint8), _K3) & ~labelled_px
                 regions.append(_rle(region, "unlabelled"))
         else:
-            for k, name in enumerate(_COCO.keypoints):
+            for k, name in enumerate(layout.keypoints):
                 x, y = P[name]
                 if not (0 <= x <= w - 1 and 0 <= y <= h - 1):
                     continue                     # off the pixel-centre grid: v = 0
                 px, py = int(round(x)), int(round(y))
                 ok = owner[py, px] == i and _KP_PART_OK[k, part[py, px]]
+                if name.endswith("_heel") and fig["heel_hidden"][name[0]]:
+                    ok = False
                 kp[k] = (x, y, 2.0 if ok else 1.0)
         people.append({"keypoints": kp, "bbox": bbox, "area": area, "is_crowd": 0,
                        "extra": extra})
@@ -634,7 +713,7 @@ def generate_image(seed, min_size: int = 192, max_size: int = 320, max_people: i
             region = cv2.dilate(cm.astype(np.uint8), _K3, iterations=2) & ~labelled_px
             bbox, area = _mask_bbox(region.astype(bool))
             regions.append(_rle(region, "crowd"))
-            people.append({"keypoints": np.zeros((_K, 3), np.float32), "bbox": bbox,
+            people.append({"keypoints": np.zeros((K, 3), np.float32), "bbox": bbox,
                            "area": area, "is_crowd": 1,
                            "extra": {"crowd": True, "count": crowd_n}})
     if return_maps:
@@ -642,7 +721,8 @@ def generate_image(seed, min_size: int = 192, max_size: int = 320, max_people: i
     return img, people, regions
 
 
-def _place_crowd(rng, w: int, h: int, min_height: float, max_height: float) -> list:
+def _place_crowd(rng, w: int, h: int, min_height: float, max_height: float,
+                 feet: bool = False) -> list:
     """The crowd setting's figures as ``(fig, P, H, angle, box)``, back row first."""
     n = int(rng.integers(5, 16))
     rows = 1 if n <= 6 else 2 if n <= 11 else 3
@@ -652,7 +732,7 @@ def _place_crowd(rng, w: int, h: int, min_height: float, max_height: float) -> l
     placed = []
     for r, m in enumerate(sizes):                        # r = 0 is the back row
         depth = rows - 1 - r
-        figs = [_sample_figure(rng) for _ in range(m)]
+        figs = [_sample_figure(rng, feet) for _ in range(m)]
         angs = [float(np.clip(rng.normal(0, 0.12), -0.4, 0.4)) for _ in range(m)]
         size = rng.uniform(0.9, 1.1, m)
         overlap = rng.uniform(0.3, 0.7, max(m - 1, 0))
@@ -720,21 +800,23 @@ def _anchors(fig: dict, P: dict, H: float, angle: float, owner, part, pid: int) 
 
 
 def draw_keypoints(img: np.ndarray, people: Sequence[dict]) -> np.ndarray:
-    """A copy of ``img`` with the COCO skeletons of ``people`` drawn (left limbs green, right
-    limbs red, occluded keypoints hollow). For looking at samples."""
+    """A copy of ``img`` with the COCO skeletons of ``people`` drawn (with the feet of
+    ``coco_foot`` people; left limbs green, right limbs red, occluded keypoints hollow).
+    For looking at samples."""
     out = img.copy()
     for p in people:
         kp = np.asarray(p["keypoints"])
-        for a, b in _COCO.limb_index:
+        sk = _FOOT if len(kp) == _FOOT.num_keypoints else _COCO
+        for a, b in sk.limb_index:
             if kp[a, 2] > 0 and kp[b, 2] > 0:
-                na, nb = _COCO.keypoints[a], _COCO.keypoints[b]
+                na, nb = sk.keypoints[a], sk.keypoints[b]
                 col = ((0, 200, 0) if na.startswith("l_") or nb.startswith("l_") else
                        (0, 0, 230) if na.startswith("r_") or nb.startswith("r_") else
                        (230, 160, 0))
                 cv2.line(out, _fix(kp[a, :2]), _fix(kp[b, :2]), col, 1, cv2.LINE_AA, _SHIFT)
-        for k in range(_K):
+        for k in range(sk.num_keypoints):
             if kp[k, 2] > 0:
-                name = _COCO.keypoints[k]
+                name = sk.keypoints[k]
                 col = (0, 255, 0) if name.startswith("l_") else (
                     (0, 0, 255) if name.startswith("r_") else (255, 200, 0))
                 cv2.circle(out, _fix(kp[k, :2]), 2 * _ONE, col, -1 if kp[k, 2] >= 2 else 1,
@@ -762,7 +844,8 @@ def make_synthetic_db(out: str, num_images: int, num_val: int = 0, seed: int = 0
 
     Image ``i`` of split ``s`` is ``{s}/{i:06d}.jpg``, drawn from ``image_seed(seed, s, i)``;
     images already in ``out`` are skipped, so an interrupted run resumes and a larger
-    ``num_images`` extends a DB. The keypoints are stored in the ``coco`` layout.
+    ``num_images`` extends a DB. The keypoints are stored in the ``coco`` layout
+    (``coco_foot`` with ``feet=True``).
 
     Parameters
     ----------
@@ -808,8 +891,9 @@ def make_synthetic_db(out: str, num_images: int, num_val: int = 0, seed: int = 0
     # Fail early on bad parameters rather than in a worker.
     generate_image(0, **{k: v for k, v in p.items() if k != "quality"})
     recipe = {"generator_version": GENERATOR_VERSION, "seed": int(seed), **p}
-    if not recipe["crowd"]:
-        del recipe["crowd"]      # DBs made before the crowd option have no such key
+    for key in ("crowd", "feet"):
+        if not recipe[key]:
+            del recipe[key]      # DBs made before these options have no such key
     if os.path.exists(out):
         db = PoseDB(out)
         try:
@@ -826,7 +910,8 @@ def make_synthetic_db(out: str, num_images: int, num_val: int = 0, seed: int = 0
     t0 = time.time()
     stats = {"written": 0, "skipped": 0, "people": 0, "unlabelled": 0, "crowd": 0,
              "keypoints": 0, "per_split": {"train": 0, "val": 0}}
-    with PoseDBWriter(out, dataset="synthetic", skeleton="coco", tool=tool,
+    with PoseDBWriter(out, dataset="synthetic", skeleton="coco_foot" if p["feet"] else "coco",
+                      tool=tool,
                       args=args if args is not None else {"num_images": num_images,
                                                           "num_val": num_val, **recipe}) as wr:
         wr.set_meta("synthetic", recipe)

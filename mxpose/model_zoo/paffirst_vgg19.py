@@ -122,6 +122,10 @@ class PafFirstVGG19(HybridBlock):
         Channels of each stage's 1x1 convolution before its output layer.
     skeleton : str or Skeleton, optional
         Gives ``num_heatmaps``/``num_pafs`` when those are not passed.
+    trunk_width : float
+        Channel multiplier of the VGG-19 trunk and the two CPM layers (channels
+        ``max(8, int(c * trunk_width))``); 1.0 is CMU's network (the only setting the
+        Caffe import and ImageNet weights fit), 0.25 a slim trunk for CPU runs.
 
     Outputs
     -------
@@ -135,7 +139,8 @@ class PafFirstVGG19(HybridBlock):
                  paf_blocks: IntOrSeq = 5, paf_width: IntOrSeq = (96, 128, 128, 128),
                  paf_head: IntOrSeq = (256, 512, 512, 512),
                  heat_blocks: IntOrSeq = 5, heat_width: IntOrSeq = (96, 128),
-                 heat_head: IntOrSeq = (256, 512), skeleton=None, **kwargs):
+                 heat_head: IntOrSeq = (256, 512), skeleton=None, trunk_width: float = 1.0,
+                 **kwargs):
         super().__init__(**kwargs)
         if num_heatmaps is None and num_pafs is None and skeleton is None:
             num_heatmaps, num_pafs = 26, 52
@@ -143,6 +148,8 @@ class PafFirstVGG19(HybridBlock):
         for what, n in (("paf_stages", paf_stages), ("heat_stages", heat_stages)):
             if int(n) < 1:
                 raise ValueError(f"{what} must be >= 1, got {n}")
+        if not float(trunk_width) > 0:
+            raise ValueError(f"trunk_width must be > 0, got {trunk_width}")
         self.paf_stages, self.heat_stages = int(paf_stages), int(heat_stages)
         self.num_stages = self.paf_stages + self.heat_stages
         self.stride = 8
@@ -166,6 +173,8 @@ class PafFirstVGG19(HybridBlock):
                     self._trunk.append((None, None))
                     continue
                 name, cout = item
+                if trunk_width != 1.0:
+                    cout = max(8, int(cout * trunk_width))
                 self._add_conv(name, cout, 3, cin, _HE)
                 act = None
                 if name in _PRELU_TRUNK:
