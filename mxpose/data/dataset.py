@@ -219,6 +219,9 @@ class PoseDataset(_Base):
         self.sample_per = sample_per or cfg.data.sample_per
         if self.sample_per not in ("person", "image"):
             raise ValueError(f"sample_per must be 'person' or 'image', got {self.sample_per!r}")
+        if cfg.aug.scale_mode not in ("person", "image"):
+            raise ValueError(f"aug.scale_mode must be 'person' or 'image', "
+                             f"got {cfg.aug.scale_mode!r}")
         self.seed = int(cfg.train.seed if seed is None else seed)
         self.augmenter = Augmenter(self.skeleton, cfg.aug)
         self._local = _Local()
@@ -387,6 +390,8 @@ class PoseDataset(_Base):
         else:  # no person to centre on: fit the whole image into the crop
             center = ((info["width"] - 1) / 2, (info["height"] - 1) / 2)
             pscale = a.target_dist * max(info["width"], info["height"]) / a.input_size
+        if a.scale_mode == "image":  # the Predictor's resize: s = boxsize / image height
+            pscale = a.target_dist * info["height"] / float(self.cfg.test.boxsize)
         M, flipped, params = sample_affine(rng, center, pscale, a, self.train)
         # crowd people carry no usable keypoints; everyone else is rendered
         if people["is_crowd"].any():
