@@ -60,7 +60,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from ..config import default_config
+from ..config import ConfigError, default_config
 from ..skeleton import SkeletonError, convert, get_skeleton
 from .store import PoseDB, PoseDBError
 from .transforms import (Augmenter, crop_region, normalize_image, person_scales_centers,
@@ -220,8 +220,8 @@ class PoseDataset(_Base):
         if self.sample_per not in ("person", "image"):
             raise ValueError(f"sample_per must be 'person' or 'image', got {self.sample_per!r}")
         if cfg.aug.scale_mode not in ("person", "image"):
-            raise ValueError(f"aug.scale_mode must be 'person' or 'image', "
-                             f"got {cfg.aug.scale_mode!r}")
+            raise ConfigError(f"aug.scale_mode is {cfg.aug.scale_mode!r}; use 'person' "
+                              "(CMU) or 'image' (train at the test-time size)")
         self.seed = int(cfg.train.seed if seed is None else seed)
         self.augmenter = Augmenter(self.skeleton, cfg.aug)
         self._local = _Local()
