@@ -18,7 +18,8 @@ at 8 px. The 0.9 AP the issue asked for was not reached on the CI budget: the tw
 smallest people (36 and 42 px tall at test time) and the face points limit it.
 
 Cost: 1200 + 600 iterations of 4 crops of 160 px; the two tests used 4.2 and 2.2 CPU
-minutes (one MXNet thread), i.e. about 4 minutes of wall time on 2 idle cores.
+minutes with one MXNet thread (11 and 14 min of wall time on a machine shared by 8
+workers); on 2 idle cores that suggests about 4 minutes (not measured idle).
 """
 import json
 import os
