@@ -46,6 +46,10 @@ def default_config() -> EasyDict:
         "aug": {
             "input_size": 368,             # square crop fed to the network (px)
             "target_dist": 0.6,
+            # 'person': the main person is scaled to target_dist * scale_ref px tall (CMU;
+            # test at several scales). 'image': the image is scaled as the Predictor does
+            # at scale 1 (test.boxsize / image height), so train and test sizes agree
+            "scale_mode": "person",
             "scale_min": 0.5,
             "scale_max": 1.1,
             "scale_ref": 368.0,            # person_scale = bbox_h / scale_ref (COCO)

@@ -58,7 +58,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from ..config import default_config
+from ..config import ConfigError, default_config
 from ..skeleton import SkeletonError, convert, get_skeleton
 from .image import decode_image
 from .store import PoseDB, PoseDBError
@@ -207,6 +207,9 @@ class PoseDataset(_Base):
         self.sample_per = sample_per or cfg.data.sample_per
         if self.sample_per not in ("person", "image"):
             raise ValueError(f"sample_per must be 'person' or 'image', got {self.sample_per!r}")
+        if cfg.aug.scale_mode not in ("person", "image"):
+            raise ConfigError(f"aug.scale_mode is {cfg.aug.scale_mode!r}; use 'person' "
+                              "(CMU) or 'image' (train at the test-time size)")
         self.seed = int(cfg.train.seed if seed is None else seed)
         self.augmenter = Augmenter(self.skeleton, cfg.aug)
         self._local = _Local()
@@ -375,6 +378,8 @@ class PoseDataset(_Base):
         else:  # no person to centre on: fit the whole image into the crop
             center = ((info["width"] - 1) / 2, (info["height"] - 1) / 2)
             pscale = a.target_dist * max(info["width"], info["height"]) / a.input_size
+        if a.scale_mode == "image":  # the Predictor's resize: s = boxsize / image height
+            pscale = a.target_dist * info["height"] / float(self.cfg.test.boxsize)
         M, flipped, params = sample_affine(rng, center, pscale, a, self.train)
         # crowd people carry no usable keypoints; everyone else is rendered
         if people["is_crowd"].any():
