@@ -31,13 +31,14 @@ def run_main(fn, argv=None) -> int:
     """Call ``fn(argv)``; known user errors become ``tool: error: message`` and exit 2."""
     from .config import ConfigError
     from .data.store import PoseDBError
+    from .runs import RunError
     from .skeleton import SkeletonError
     prog = os.path.basename(sys.argv[0])
-    from .export import ExportError
+    from .exported import ExportError
     try:
         return fn(argv) or 0
     except (CLIError, ConfigError, PoseDBError, SkeletonError, FileNotFoundError,
-            ExportError) as e:
+            ExportError, RunError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -114,8 +115,7 @@ def parse_iterations(spec: Optional[str], available: Sequence[int]) -> List[int]
 def resolve_run(args):
     """(cfg, prefix, available iterations) for the checkpoint arguments."""
     from .config import load_config
-    from .train.checkpoint import (checkpoint_prefix, default_experiment, list_checkpoints,
-                                   load_run_config)
+    from .runs import checkpoint_prefix, default_experiment, list_checkpoints, load_run_config
     if args.config and not os.path.isfile(args.config):
         raise CLIError(f"config file {args.config} does not exist")
     cfg = load_config(args.config) if args.config else None
@@ -133,7 +133,7 @@ def resolve_run(args):
 def build_predictor(args, cfg, prefix, iteration, ctx=None):
     """A Predictor for ``iteration`` of ``prefix`` (or ``args.weights``)."""
     from .infer import CMU_SCALES, Predictor
-    from .train.checkpoint import checkpoint_path
+    from .runs import CorruptCheckpointError, checkpoint_path
     kw = {}
     if getattr(args, "cmu_scales", False):
         kw["scales"] = CMU_SCALES
@@ -156,6 +156,8 @@ def build_predictor(args, cfg, prefix, iteration, ctx=None):
             raise CLIError(f"checkpoint {params} does not exist")
     try:
         return Predictor.from_params(params, cfg, ctx=ctx, **kw)
+    except CorruptCheckpointError as e:     # the file itself, not the model
+        raise CLIError(str(e)) from None
     except (AssertionError, ValueError, RuntimeError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CLIError(f"cannot load {params} into {cfg.model.name} for skeleton "
@@ -165,10 +167,10 @@ def build_predictor(args, cfg, prefix, iteration, ctx=None):
 
 def context_from_args(args):
     """The one MXNet context of ``--gpus`` (CPU when empty); a bad value is a CLIError."""
-    from .train.loop import make_contexts, parse_gpus
+    from .runs import RunError, make_contexts, parse_gpus
     try:
         return make_contexts(parse_gpus(args.gpus), 0)[0]
-    except Exception as e:  # TrainError: malformed ids or a GPU that is not there
+    except RunError as e:  # malformed ids or a GPU that is not there
         raise CLIError(str(e)) from None
 
 

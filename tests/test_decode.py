@@ -390,7 +390,7 @@ def test_coco_ceiling_noisy_maps(coco_sample, noise, blur, kw, floor):
 def _bench_main(repo_root):
     import importlib.util
     spec = importlib.util.spec_from_file_location(
-        "bench_decode", os.path.join(repo_root, "tools", "bench_decode.py"))
+        "bench_decode", os.path.join(repo_root, "tools", "bench", "bench_decode.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod.main

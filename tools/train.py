@@ -99,8 +99,8 @@ def main(argv=None):
     from mxpose.config import ConfigError, load_config
     from mxpose.data.store import PoseDBError
     from mxpose.skeleton import SkeletonError
-    from mxpose.train import (CheckpointError, PoseTrainer, RunOptions, TrainError,
-                              default_experiment, make_contexts, parse_gpus)
+    from mxpose.runs import RunError, default_experiment, make_contexts, parse_gpus
+    from mxpose.train import PoseTrainer, RunOptions
     from mxpose.train.optim import OptimizerError
 
     def fail(msg):
@@ -156,7 +156,7 @@ def main(argv=None):
                   f"{trainer.start_iter}..{cfg.train.max_iters}, checkpoints "
                   f"{trainer.prefix}-%04d.params")
         summary = trainer.run()
-    except (ConfigError, PoseDBError, SkeletonError, CheckpointError, TrainError,
+    except (ConfigError, PoseDBError, SkeletonError, RunError,
             OptimizerError, FileNotFoundError) as e:
         return fail(str(e).strip("'\""))
     if summary["rank"] == 0:
