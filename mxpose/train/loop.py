@@ -457,7 +457,8 @@ class PoseTrainer:
             ckpt.atomic_write(path, self.net.save_parameters)
         elapsed = time.perf_counter() - t_run
         return {"prefix": self.prefix, "start": self.start_iter, "iteration": self.iteration,
-                "checkpoints": saved, "skipped": skipped, "last_loss": last_loss,
+                "checkpoints": saved, "skipped": skipped,
+                "unreadable_samples": loader.skipped, "last_loss": last_loss,
                 "images": seen_images, "seconds": elapsed,
                 "img_per_s": seen_images / elapsed if elapsed > 0 else float("nan"),
                 "rank": self.rank, "num_workers": self.num_workers}
