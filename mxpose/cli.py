@@ -133,7 +133,7 @@ def resolve_run(args):
 def build_predictor(args, cfg, prefix, iteration, ctx=None):
     """A Predictor for ``iteration`` of ``prefix`` (or ``args.weights``)."""
     from .infer import CMU_SCALES, Predictor
-    from .runs import CorruptCheckpointError, checkpoint_path
+    from .runs import CorruptCheckpointError, checkpoint_path, previous_good_checkpoint
     kw = {}
     if getattr(args, "cmu_scales", False):
         kw["scales"] = CMU_SCALES
@@ -157,7 +157,9 @@ def build_predictor(args, cfg, prefix, iteration, ctx=None):
     try:
         return Predictor.from_params(params, cfg, ctx=ctx, **kw)
     except CorruptCheckpointError as e:     # the file itself, not the model
-        raise CLIError(str(e)) from None
+        prev = None if args.weights else previous_good_checkpoint(prefix, iteration)
+        hint = f"; the previous good checkpoint is {prev} (--epoch {prev})" if prev is not None else ""
+        raise CLIError(f"{e}{hint}") from None
     except (AssertionError, ValueError, RuntimeError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CLIError(f"cannot load {params} into {cfg.model.name} for skeleton "

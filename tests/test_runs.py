@@ -165,7 +165,7 @@ def test_demo_on_corrupt_checkpoint_and_torn_config_is_one_line(tiny_run, tmp_pa
         err = r.stderr.strip()
         assert r.returncode == 2 and len(err.splitlines()) == 1, err
         assert bad in err and "corrupt" in err and "Invalid NDArray file format" in err
-        assert "Traceback" not in err
+        assert "previous good checkpoint is 1 (--epoch 1)" in err and "Traceback" not in err
         open(bad, "wb").write(good)
         open(config_path(prefix), "w").write(saved_cfg[:40])
         r = _tool("demo.py", "--prefix", prefix, "--image", img, "--out", str(tmp_path / "c"))
