@@ -158,7 +158,8 @@ def build_predictor(args, cfg, prefix, iteration, ctx=None):
         return Predictor.from_params(params, cfg, ctx=ctx, **kw)
     except CorruptCheckpointError as e:     # the file itself, not the model
         prev = None if args.weights else previous_good_checkpoint(prefix, iteration)
-        hint = f"; the previous good checkpoint is {prev} (--epoch {prev})" if prev is not None else ""
+        hint = ("" if prev is None
+                else f"; the previous good checkpoint is {prev} (--epoch {prev})")
         raise CLIError(f"{e}{hint}") from None
     except (AssertionError, ValueError, RuntimeError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

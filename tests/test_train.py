@@ -514,7 +514,8 @@ def test_log_survives_a_torn_line(tmp_path):
 def test_bench_train_small(tmp_path):
     out = tmp_path / "bench.json"
     r = _cli([os.path.join(ROOT, "tools", "bench", "bench_train.py"), "--models",
-              "lwpose_mobilenet", "--size", "64", "--iters", "2", "--num-workers", "1", "--json", str(out)])
+              "lwpose_mobilenet", "--size", "64", "--iters", "2", "--num-workers", "1",
+              "--json", str(out)])
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.load(open(out))["results"]
     assert [x["mode"] for x in res] == ["train+data", "train only", "data only"]
