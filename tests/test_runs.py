@@ -47,6 +47,9 @@ def test_exported_reader_does_not_import_the_exporter():
     import mxpose.export as ex
     import mxpose.exported as rd
     assert ex.read_meta is rd.read_meta and ex.ExportError is rd.ExportError
+    # no cycle: the exporter imports inference (to verify), inference only the reader
+    infer_src = open(os.path.join(ROOT, "mxpose", "infer.py")).read()
+    assert "from .export import" not in infer_src and "from .exported import" in infer_src
 
 
 def test_run_helpers_do_not_load_mxnet():
