@@ -51,13 +51,14 @@ def run_main(fn, argv=None, errors: tuple = ()) -> int:
     from .data.coco import CocoFormatError
     from .data.image import ImageDecodeError
     from .data.store import PoseDBError
-    from .export import ExportError
+    from .exported import ExportError
+    from .runs import RunError
     from .skeleton import SkeletonError
     prog = os.path.basename(sys.argv[0])
     try:
         return fn(argv) or 0
     except (CLIError, ConfigError, PoseDBError, SkeletonError, ModelError, ExportError,
-            CocoFormatError, ImageDecodeError) + tuple(errors) as e:
+            CocoFormatError, ImageDecodeError, RunError) + tuple(errors) as e:
         msg = str(e)
         if len(msg) > 1 and msg[0] == msg[-1] and msg[0] in "'\"":
             msg = msg[1:-1]          # KeyError-style quoting
@@ -192,8 +193,7 @@ def parse_iterations(spec: Optional[str], available: Sequence[int]) -> List[int]
 def resolve_run(args):
     """(cfg, prefix, available iterations) for the checkpoint arguments."""
     from .config import load_config
-    from .train.checkpoint import (checkpoint_prefix, default_experiment, list_checkpoints,
-                                   load_run_config)
+    from .runs import checkpoint_prefix, default_experiment, list_checkpoints, load_run_config
     if args.config and not os.path.isfile(args.config):
         raise CLIError(f"config file {args.config} does not exist")
     cfg = load_config(args.config) if args.config else None
@@ -258,10 +258,16 @@ def predictor_options(args) -> dict:
 def build_predictor(args, cfg, prefix, iteration, ctx=None):
     """A Predictor for ``iteration`` of ``prefix`` (or ``args.weights``)."""
     from .infer import Predictor
+    from .runs import CorruptCheckpointError, previous_good_checkpoint
     kw = predictor_options(args)
     params = _params_file(args, prefix, iteration)
     try:
         return Predictor.from_params(params, cfg, ctx=ctx, **kw)
+    except CorruptCheckpointError as e:     # the file itself, not the model
+        prev = None if args.weights else previous_good_checkpoint(prefix, iteration)
+        hint = ("" if prev is None
+                else f"; the previous good checkpoint is {prev} (--epoch {prev})")
+        raise CLIError(f"{e}{hint}") from None
     except (AssertionError, ValueError, RuntimeError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CLIError(f"cannot load {params} into {cfg.model.name} for skeleton "
@@ -271,7 +277,7 @@ def build_predictor(args, cfg, prefix, iteration, ctx=None):
 
 def _params_file(args, prefix, iteration) -> str:
     """The .params file of ``args.weights`` or of ``iteration`` of ``prefix``; checked."""
-    from .train.checkpoint import checkpoint_path
+    from .runs import checkpoint_path
     if args.weights:
         if not os.path.isfile(args.weights):
             raise CLIError(f"weights file {args.weights} does not exist")
@@ -285,10 +291,10 @@ def _params_file(args, prefix, iteration) -> str:
 
 def context_from_args(args):
     """The one MXNet context of ``--gpus`` (CPU when empty); a bad value is a CLIError."""
-    from .train.loop import make_contexts, parse_gpus
+    from .runs import RunError, make_contexts, parse_gpus
     try:
         return make_contexts(parse_gpus(args.gpus), 0)[0]
-    except Exception as e:  # TrainError: malformed ids or a GPU that is not there
+    except RunError as e:  # malformed ids or a GPU that is not there
         raise CLIError(str(e)) from None
 
 

@@ -20,7 +20,9 @@ stage keeps the names ``pafs``, ``heatmaps``.
 ``SymbolBlock`` (engine ``'symbol'``) or with onnxruntime (engine ``'onnx'``; CUDA when
 onnxruntime-gpu is installed, which is how mxpose models run on GPUs MXNet 1.9.1 has no
 kernels for). ``mx.onnx`` in MXNet 1.9.1 needs ``onnx<1.16``; the ONNX opset is the
-installed onnx's default (20 for onnx 1.15).
+installed onnx's default (20 for onnx 1.15). Reading an export (its file names, the
+sidecar, the onnxruntime runner) lives in :mod:`mxpose.exported`, which inference uses;
+the names are re-exported here.
 """
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from ._version import __version__
+from .exported import (EXPORT_FORMAT, EXPORT_VERSION, INPUT_NAME, SYMBOL_INPUT, ExportError,
+                       OnnxRunner, export_files, read_meta, resolve_export_prefix)
 
 __all__ = ["ExportError", "keep_last_stage", "EXPORT_FORMAT", "EXPORT_VERSION", "INPUT_NAME",
            "export_files", "resolve_export_prefix", "make_meta", "write_meta", "read_meta",
@@ -39,11 +43,6 @@ __all__ = ["ExportError", "keep_last_stage", "EXPORT_FORMAT", "EXPORT_VERSION", 
            "OnnxRunner", "compare_maps", "float64_maps", "people_difference", "verify_export",
            "DEFAULT_RTOL", "DEFAULT_ATOL"]
 
-EXPORT_FORMAT = "mxpose-export"
-EXPORT_VERSION = 1
-#: Input name of the cleaned ONNX graph (the symbol file keeps MXNet's ``data``).
-INPUT_NAME = "image"
-SYMBOL_INPUT = "data"
 #: Parity tolerance of exported maps against MXNet: ``max|a - b| <= atol + rtol * max|ref|``
 #: per output tensor. onnxruntime differs from MXNet by 1.4e-6 (LW-MobileNet) to 4.3e-6
 #: (CPM-VGG19, 6 stages) of the maps' largest magnitude (other convolution kernels and
@@ -59,13 +58,6 @@ DEFAULT_ATOL = 1e-7
 #: of magnitude more). Networks whose maps come out of cancelling large activations lose
 #: digits in float32, so a fixed relative tolerance fails correct exports of them.
 FLOAT32_MARGIN = 4.0
-
-_SUFFIXES = ("-meta.json", "-symbol.json", "-0000.params", ".onnx")
-
-
-class ExportError(RuntimeError):
-    """An export is incomplete, of another format, or could not be written."""
-
 
 def keep_last_stage(net):
     """Wrap a zoo network so that it returns only its last stage's ``(paf, heat)``.
@@ -97,22 +89,6 @@ def keep_last_stage(net):
 
 
 # -- file names and the sidecar ---------------------------------------------------------------
-def resolve_export_prefix(path: str) -> str:
-    """The prefix ``X`` of an export from ``X`` or any of its file names."""
-    p = str(path)
-    for s in _SUFFIXES:
-        if p.endswith(s):
-            return p[: -len(s)]
-    return p
-
-
-def export_files(prefix: str) -> Dict[str, str]:
-    """``{'symbol', 'params', 'onnx', 'meta'}`` paths of the export ``prefix``."""
-    prefix = resolve_export_prefix(prefix)
-    return {"symbol": prefix + "-symbol.json", "params": prefix + "-0000.params",
-            "onnx": prefix + ".onnx", "meta": prefix + "-meta.json"}
-
-
 def output_names(num_stages: int, all_stages: bool, kinds: Optional[Sequence[str]] = None
                  ) -> list:
     """Output names of an export, in the network's order (paf before heat).
@@ -183,33 +159,6 @@ def write_meta(prefix: str, meta: dict) -> str:
         json.dump(meta, f, indent=1)
     os.replace(tmp, path)
     return path
-
-
-def read_meta(path: str) -> dict:
-    """Read and check the sidecar of the export ``path`` (prefix or any of its files).
-
-    Raises
-    ------
-    FileNotFoundError
-        No ``X-meta.json``.
-    ExportError
-        Not an mxpose export, or a newer format version.
-    """
-    p = export_files(path)["meta"]
-    if not os.path.isfile(p):
-        raise FileNotFoundError(f"export sidecar {p} does not exist (export with "
-                                "tools/export.py)")
-    with open(p) as f:
-        try:
-            meta = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ExportError(f"{p}: not valid JSON: {e}") from None
-    if not isinstance(meta, dict) or meta.get("format") != EXPORT_FORMAT:
-        raise ExportError(f"{p} is not an mxpose export sidecar")
-    if int(meta.get("version", 0)) > EXPORT_VERSION:
-        raise ExportError(f"{p} has format version {meta.get('version')}; this mxpose "
-                          f"reads up to {EXPORT_VERSION}")
-    return meta
 
 
 # -- MXNet symbol -----------------------------------------------------------------------------
@@ -414,71 +363,6 @@ def export_predictor(predictor, model_name: str, model_kwargs: Optional[dict], p
 
 
 # -- running ------------------------------------------------------------------------------------
-class OnnxRunner:
-    """onnxruntime session of an exported ``.onnx``: ``runner(batch) -> (pafs, heatmaps)``.
-
-    Parameters
-    ----------
-    path : str
-        The ``.onnx`` file.
-    providers : list of str, optional
-        onnxruntime execution providers; default CUDA when available (onnxruntime-gpu),
-        then CPU.
-    threads : int
-        Intra-op threads (0: onnxruntime's default, one per physical core).
-    spin : bool
-        Let idle intra-op threads busy-wait for the next operator (onnxruntime's default:
-        fastest alone). False frees the cores between operators for other threads, e.g.
-        the decoding and drawing of a video pipeline.
-    """
-
-    def __init__(self, path: str, providers: Optional[Sequence[str]] = None, threads: int = 0,
-                 spin: bool = True):
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise ExportError("the onnx engine needs onnxruntime (pip install onnxruntime, "
-                              "or onnxruntime-gpu for CUDA)") from None
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"ONNX file {path} does not exist")
-        avail = ort.get_available_providers()
-        if providers is None:
-            providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
-                         if p in avail]
-        missing = [p for p in providers if p not in avail]
-        if missing:
-            raise ExportError(f"onnxruntime providers {missing} are not available "
-                              f"(available: {avail})")
-        so = ort.SessionOptions()
-        so.log_severity_level = 3  # warnings about unused initializers etc. are noise here
-        if threads:
-            so.intra_op_num_threads = int(threads)
-        if not spin:
-            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.path = path
-        self.session = ort.InferenceSession(path, so, providers=list(providers))
-        self.input_name = self.session.get_inputs()[0].name
-        outs = [o.name for o in self.session.get_outputs()]
-        if "pafs" not in outs or "heatmaps" not in outs:
-            raise ExportError(f"{path} has outputs {outs}, not 'pafs' and 'heatmaps' (not "
-                              "an mxpose export?)")
-
-    @property
-    def providers(self):
-        return self.session.get_providers()
-
-    def __call__(self, batch: np.ndarray):
-        """(B, 3, h, w) float32 -> pafs (B, 2L, h/s, w/s), heatmaps (B, K+1, h/s, w/s)."""
-        pafs, heat = self.session.run(["pafs", "heatmaps"],
-                                      {self.input_name: np.ascontiguousarray(batch, np.float32)})
-        return pafs, heat
-
-    def run_all(self, batch: np.ndarray) -> list:
-        """Every output of the graph, in its order."""
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch,
-                                                                              np.float32)})
-
-
 def compare_maps(ref: Sequence[np.ndarray], other: Sequence[np.ndarray],
                  rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
                  noise: Optional[Sequence[float]] = None,

@@ -93,7 +93,7 @@ class Predictor:
         Passed to :func:`mxpose.decode.decode` (thresholds).
     engine : {'gluon', 'numpy'}
         'gluon' treats ``net`` as a Gluon block; 'numpy' as the callable described above
-        (e.g. :class:`mxpose.export.OnnxRunner`). Exported models:
+        (e.g. :class:`mxpose.exported.OnnxRunner`). Exported models:
         :meth:`from_exported`.
     """
 
@@ -147,7 +147,7 @@ class Predictor:
         The run's resolved config (saved beside the checkpoints) gives the model and the
         skeleton unless ``config`` is passed.
         """
-        from .train.checkpoint import checkpoint_path, load_run_config
+        from .runs import checkpoint_path, load_run_config
         params = checkpoint_path(prefix, iteration, "params")
         if not os.path.isfile(params):
             raise FileNotFoundError(f"checkpoint {params} does not exist")
@@ -163,11 +163,12 @@ class Predictor:
         unless overridden in ``kw``."""
         import mxnet as mx
         from .model_zoo import get_model
+        from .runs import load_params
         skel = get_skeleton(cfg.data.skeleton)
         net = get_model(cfg.model.name, num_heatmaps=skel.num_heatmaps, num_pafs=skel.num_pafs,
                         **dict(cfg.model.kwargs))
         ctx = ctx or mx.cpu()
-        net.load_parameters(params, ctx=ctx)
+        load_params(net, params, ctx=ctx)
         net.hybridize(static_alloc=True)
         t = cfg.test
         kw.setdefault("scales", t.scales)
@@ -200,7 +201,7 @@ class Predictor:
             onnxruntime threads busy-wait between operators (see
             :class:`mxpose.export.OnnxRunner`).
         """
-        from .export import OnnxRunner, export_files, read_meta
+        from .exported import OnnxRunner, export_files, read_meta
         from .skeleton import Skeleton
         meta = read_meta(path)
         files = export_files(path)

@@ -268,9 +268,63 @@ def _sample_bilinear(paf, px, py):
     return (1.0 - fy) * top + fy * bot
 
 
-# The limb processing order is Python policy shared with the wrapper (not a kernel under
-# test), so the twin uses the wrapper's own function.
-from mxpose.decode.paf import limb_order  # noqa: E402
+# The limb processing order, spelled out by name (independent of the library's
+# ``limb_order``, which tests/test_decode.py compares with it). The pairs are CMU's
+# published limb tables (COCO-18: 17 limbs plus the two ear-shoulder limbs that never
+# start a person; MPI-15: 14 limbs), arranged in the order assembly visits them: rings
+# of growing distance from the keypoint with the most limbs (neck; upper neck for MPI),
+# each ring in PAF-channel order, the no-start limbs last.
+LIMB_ORDER = {
+    "openpose_coco18": [
+        ("neck", "r_hip"), ("neck", "l_hip"), ("neck", "r_shoulder"),
+        ("neck", "l_shoulder"), ("neck", "nose"),
+        ("r_hip", "r_knee"), ("l_hip", "l_knee"), ("r_shoulder", "r_elbow"),
+        ("l_shoulder", "l_elbow"), ("nose", "r_eye"), ("nose", "l_eye"),
+        ("r_knee", "r_ankle"), ("l_knee", "l_ankle"), ("r_elbow", "r_wrist"),
+        ("l_elbow", "l_wrist"), ("r_eye", "r_ear"), ("l_eye", "l_ear"),
+        ("r_shoulder", "r_ear"), ("l_shoulder", "l_ear"),          # no-start limbs
+    ],
+    "openpose_mpi15": [
+        ("head_top", "upper_neck"),
+        ("upper_neck", "r_shoulder"), ("upper_neck", "l_shoulder"), ("upper_neck", "chest"),
+        ("r_shoulder", "r_elbow"), ("l_shoulder", "l_elbow"), ("chest", "r_hip"),
+        ("chest", "l_hip"),
+        ("r_elbow", "r_wrist"), ("l_elbow", "l_wrist"), ("r_hip", "r_knee"),
+        ("l_hip", "l_knee"),
+        ("r_knee", "r_ankle"), ("l_knee", "l_ankle"),
+    ],
+}
+
+
+def limb_order(skeleton):
+    """(L,) limb indices of ``skeleton`` in :data:`LIMB_ORDER`'s order.
+
+    Layouts without a table get the same rule computed here: limbs sorted by the ring
+    (distance from the best connected keypoint) of their nearer end, then by index,
+    no-start limbs last.
+    """
+    names = skeleton.keypoints
+    pairs = [(names[a], names[b]) for a, b in skeleton.limb_index]
+    if skeleton.name in LIMB_ORDER:
+        return np.array([pairs.index(p) for p in LIMB_ORDER[skeleton.name]], dtype=np.int32)
+    nostart = sorted(int(i) for i in skeleton.no_start_limb_index)
+    normal = [l for l in range(len(pairs)) if l not in nostart]
+    edges = [tuple(skeleton.limb_index[l]) for l in normal]
+    counts = np.bincount(np.ravel(edges), minlength=len(names)) if edges else None
+    ring = {int(np.argmax(counts))} if edges else set()
+    dist = {k: 0 for k in ring}
+    while ring:
+        nxt = set()
+        for a, b in edges:
+            for u, v in ((a, b), (b, a)):
+                if u in ring and v not in dist:
+                    dist[v] = dist[u] + 1
+                    nxt.add(v)
+        ring = nxt
+    far = len(names) + 1
+    key = [min(dist.get(a, far), dist.get(b, far)) for a, b in edges]
+    normal = [l for _, l in sorted(zip(key, normal))]
+    return np.array(normal + nostart, dtype=np.int32)
 
 
 def connect_limbs_ref(peaks, counts, pafs, limb_index, order, thre2=0.05, n_samples=10,
@@ -546,7 +600,7 @@ def decode_ref(heatmaps, pafs, skeleton, stride=8.0, thre1=0.1, thre2=0.05, sigm
 
 
 # ---------------------------------------------------------------------------------------
-# Synthetic people (tests and tools/bench_decode.py)
+# Synthetic people (tests and tools/bench/bench_decode.py)
 # ---------------------------------------------------------------------------------------
 # A standing person facing the camera, ~180 px tall, centred on the mid-hip line, by
 # keypoint name (covers the COCO-18, MPI-15 and BODY_25 layouts).

@@ -180,6 +180,26 @@ def test_shard_sampler():
         ShardSampler(10, rank=3, num_parts=3)
 
 
+def test_stream_of_iterations_is_the_epochs_back_to_back(syn_db):
+    """iterations=(start, stop): the trainer's stream. Iterations cross epoch boundaries
+    with the epoch-wise order and seeds, and a restart at iteration i repeats the rest."""
+    ds = _ds(syn_db, max_items=10)
+    epochs = make_loader(ds, 5, shuffle=True, seed=2)
+    ref = _collect(epochs) + _collect(epochs)                   # 2 epochs of 2 batches
+    stream = make_loader(ds, 5, seed=2, iterations=(0, 4))
+    assert len(stream) == 4
+    got = _collect(stream)
+    for a, b in zip(got, ref):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+    resumed = _collect(make_loader(ds, 5, seed=2, iterations=(2, 4)))
+    np.testing.assert_array_equal(resumed[0][0], got[2][0])
+    # position g of the stream is position g % n of epoch g // n
+    s = ShardSampler(10, seed=2)
+    e0, e1 = list(s), list(s)
+    assert [s.position(g) for g in range(20)] == e0 + e1
+
+
 def test_loader_shards_and_last_batch(syn_db):
     ds = _ds(syn_db, max_items=10)
     assert len(make_loader(ds, 4, last_batch="keep")) == 3
@@ -288,7 +308,7 @@ def _tool(name, *args):
                           capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("name", ["show_samples.py", "bench_pipeline.py"])
+@pytest.mark.parametrize("name", ["show_samples.py", "bench/bench_pipeline.py"])
 def test_tool_help(name):
     r = _tool(name, "--help")
     assert r.returncode == 0 and "usage" in r.stdout
@@ -310,7 +330,7 @@ def test_show_samples_writes_pngs(syn_db, tmp_path):
 
 def test_bench_pipeline_json(syn_db, tmp_path):
     out = tmp_path / "bench.json"
-    r = _tool("bench_pipeline.py", "--db", syn_db, "--repeats", "6", "--no-loader",
+    r = _tool("bench/bench_pipeline.py", "--db", syn_db, "--repeats", "6", "--no-loader",
               "--json", str(out))
     assert r.returncode == 0, r.stderr
     res = json.loads(out.read_text())

@@ -589,7 +589,7 @@ def _tool_main(repo_root, rel, name, module=False):
 
 
 def _bench_main(repo_root):
-    return _tool_main(repo_root, "bench_decode.py", "bench_decode")
+    return _tool_main(repo_root, "bench/bench_decode.py", "bench_decode")
 
 
 def test_bench_decode_tool(repo_root, tmp_path, capsys):

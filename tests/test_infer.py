@@ -185,6 +185,59 @@ def test_flip_averaging_gives_symmetric_maps(small_net, scales):
     assert _rel(mh0, heat0) > 1e-2 and _rel(mp0, paf0) > 1e-2
 
 
+@pytest.mark.parametrize("hw", [(240, 320), (200, 300)], ids=["no-pad", "padded"])
+def test_flip_with_a_perfect_engine_equals_no_flip(hw):
+    """A perfect network's maps of the mirrored input, un-mirrored (channels swapped, PAF
+    x negated, about the padded width), are the maps of the image itself: flip averaging
+    must then return exactly what the single pass returns."""
+    h, w = hw
+    people = R.synthetic_people(OP18, 3, w, h, np.random.default_rng(5), jitter=2.0,
+                                scale=(0.5, 0.8), max_rotate=20)
+    img = np.full((h, w, 3), 100, np.uint8)
+    maps = {}
+    for flip in (False, True):
+        engine = GroundTruthEngine(people, OP18, (h, w), (1.0,), flip=flip, boxsize=h)
+        maps[flip] = Predictor(engine, OP18, flip=flip, boxsize=h, engine="numpy").maps(img)
+    (h0, p0, b0), (h1, p1, b1) = maps[False], maps[True]
+    assert b0 == b1 and h0.max() > 0.5 and np.abs(p0).max() > 0.5
+    np.testing.assert_allclose(h1, h0, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(p1, p0, rtol=0, atol=1e-5)
+
+
+def test_test_config_reaches_the_decoder(tmp_path, monkeypatch, small_net):
+    """Predictor.from_params: every non-default ``test.*`` value arrives where it is used
+    (the decoder's arguments, the scales, flip and boxsize of the forward passes)."""
+    import mxpose.decode
+    from mxpose.config import default_config
+    params = str(tmp_path / "net.params")
+    small_net.save_parameters(params)
+    cfg = default_config()
+    cfg.data.skeleton = "openpose_coco18"
+    cfg.model.name = "lwpose_mobilenet"
+    cfg.model.kwargs = {"width_mult": 0.25, "num_channels": 32}
+    cfg.test.update(scales=[0.5, 1.0], flip=True, boxsize=96, thre1=0.23, thre2=0.07,
+                    min_parts=2, min_score=0.31, sigma=2.5, refine="quadratic",
+                    sampling="nearest")
+    seen = {}
+    real = mxpose.decode.decode
+
+    def spy(heat, paf, skeleton, **kw):
+        seen.update(kw, shape=heat.shape)
+        return real(heat, paf, skeleton, **kw)
+
+    monkeypatch.setattr(mxpose.decode, "decode", spy)
+    pred = Predictor.from_params(params, cfg)
+    inputs = []
+    fwd = pred._forward
+    pred._forward = lambda x: (inputs.append(x.shape), fwd(x))[1]
+    pred(np.full((96, 128, 3), 90, np.uint8))
+    for key in ("thre1", "thre2", "min_parts", "min_score", "sigma", "refine", "sampling"):
+        assert seen[key] == cfg.test[key], key
+    # two scales of a 96-px high image at boxsize 96, each with its mirrored copy
+    assert inputs == [(2, 3, 48, 64), (2, 3, 96, 128)]
+    assert seen["shape"][1:] == (6, 8)          # decoded on the first scale's grid
+
+
 def test_mirror_maps_helper_is_an_involution():
     rng = np.random.default_rng(1)
     for skel in (OP18, MPI15):
@@ -315,14 +368,15 @@ def test_boxsize_must_be_positive():
         Predictor(lambda b: None, OP18, boxsize=0, engine="numpy")
 
 # ---------------------------------------------------------------------------------------
-# tools/bench_infer.py
+# tools/bench/bench_infer.py
 # ---------------------------------------------------------------------------------------
 def _bench(*args):
     import os
     import subprocess
     import sys
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return subprocess.run([sys.executable, os.path.join("tools", "bench_infer.py"), *args],
+    return subprocess.run([sys.executable, os.path.join("tools", "bench", "bench_infer.py"),
+                           *args],
                           capture_output=True, text=True, cwd=root, timeout=300)
 
 

@@ -96,7 +96,7 @@ def test_dist_sync_two_workers_end_identical(synthetic_db, tmp_path):
     # rank 0 wrote the checkpoints (parameters + iteration; the optimizer state lives on
     # the servers)
     prefix = os.path.join(str(tmp_path), "synthetic_lwpose", "lwpose_mobilenet")
-    from mxpose.train import list_checkpoints
+    from mxpose.runs import list_checkpoints
     assert list_checkpoints(prefix) == [2, 3]
     assert not os.path.exists(prefix + "-0002.states")
     import json

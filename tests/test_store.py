@@ -123,6 +123,48 @@ def test_invalid_person_rejected_nothing_written(tmp_path, bad, msg):
     con.close()
 
 
+class _FailingConnection:
+    """A writer's connection whose ignore-region insert fails: the image and people rows
+    of that record are already written when it does (a disk error half-way)."""
+
+    def __init__(self, con):
+        self._inner = con
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def executemany(self, sql, rows):
+        if "ignore_regions" in sql:
+            raise sqlite3.OperationalError("disk I/O error (injected)")
+        return self._inner.executemany(sql, rows)
+
+
+def test_insert_failing_half_way_leaves_no_rows(tmp_path):
+    path = str(tmp_path / "h.db")
+    rle, _ = _rle(30, 40, (0, 5, 0, 5))
+    with PoseDBWriter(path, dataset="mpii", skeleton="mpii", commit_every=1) as w:
+        w.add_image("before.png", _png(), 40, 30, "train", people=[{"keypoints": _kp(0)}])
+        real = w._con
+        w._con = _FailingConnection(real)
+        try:
+            with pytest.raises(sqlite3.OperationalError, match="injected"):
+                w.add_image("half.png", _png(), 40, 30, "train",
+                            people=[{"keypoints": _kp(1)}, {"keypoints": _kp(2)}],
+                            ignore_rles=[rle])
+        finally:
+            w._con = real
+        assert not w.has_image("half.png")
+        w.add_image("after.png", _png(), 40, 30, "train", people=[{"keypoints": _kp(3)}])
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT file_name FROM images ORDER BY id").fetchall() == \
+        [("before.png",), ("after.png",)]
+    assert con.execute("SELECT COUNT(*) FROM people").fetchone()[0] == 2
+    assert con.execute("SELECT COUNT(*) FROM people WHERE image_id NOT IN "
+                       "(SELECT id FROM images)").fetchone()[0] == 0
+    assert con.execute("SELECT COUNT(*) FROM ignore_regions").fetchone()[0] == 0
+    con.close()
+
+
 def test_invalid_image_records_rejected(tmp_path):
     path = str(tmp_path / "v.db")
     rle, _ = _rle(20, 40, (0, 5, 0, 5))

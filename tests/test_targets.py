@@ -414,7 +414,7 @@ def test_bench_targets_tool(tmp_path, repo_root):
     import json
     import subprocess
     import sys
-    tool = f"{repo_root}/tools/bench_targets.py"
+    tool = f"{repo_root}/tools/bench/bench_targets.py"
     r = subprocess.run([sys.executable, tool, "--help"], capture_output=True, text=True,
                        cwd=repo_root)
     assert r.returncode == 0 and "--json" in r.stdout

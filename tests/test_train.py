@@ -21,7 +21,7 @@ from mxpose.train import (PoseTrainer, RunOptions, StepWarmupSchedule, TrainErro
                           checkpoint_path, checkpoint_prefix, latest_checkpoint,
                           list_checkpoints, log_path, make_contexts, parse_gpus, parameter_multipliers,
                           read_log)
-from mxpose.train.checkpoint import CheckpointError, load_weights  # noqa: E402
+from mxpose.runs import CheckpointError, RunError, load_weights  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(ROOT, "tools", "train.py")
@@ -87,7 +87,7 @@ def test_parse_gpus():
     assert parse_gpus("") == [] and parse_gpus(None) == []
     assert parse_gpus("0-1,4") == [0, 1, 4]
     for bad in ("a", "3-1", "0,0", "1-"):
-        with pytest.raises(TrainError):
+        with pytest.raises(RunError):
             parse_gpus(bad)
 
 
@@ -95,7 +95,7 @@ def test_cpu_contexts():
     assert make_contexts((), 3) == [mx.cpu(0), mx.cpu(1), mx.cpu(2)]
     assert make_contexts((), 0) == [mx.cpu()]
     if mx.context.num_gpus() == 0:
-        with pytest.raises(TrainError, match="GPU"):
+        with pytest.raises(RunError, match="GPU"):
             make_contexts([0])
 
 
@@ -278,6 +278,133 @@ def test_weights_only_into_other_stage_count(tmp_path):
         load_weights(net, str(tmp_path / "nope.params"))
 
 
+def test_resume_from_a_corrupt_checkpoint_names_the_previous_good_one(tmp_path):
+    cfg = tiny_cfg(tmp_path, max_iters=4)
+    run(cfg, ncpu=1)
+    prefix = checkpoint_prefix(cfg)
+    bad = checkpoint_path(prefix, 4)
+    data = open(bad, "rb").read()
+    open(bad, "wb").write(data[:len(data) // 2])              # a torn copy
+    cfg.train.max_iters = 6
+    with pytest.raises(TrainError) as e:
+        run(cfg, ncpu=1, resume="latest")
+    msg = str(e.value)
+    assert "corrupt" in msg and bad in msg and "Invalid NDArray file format" in msg
+    assert f"previous good checkpoint is {checkpoint_path(prefix, 2)}" in msg
+    assert "--resume 2" in msg and "weights-only" not in msg
+    assert "Traceback" not in msg and len(msg.splitlines()) == 1
+    # --weights-only from the corrupt file: one line, the cause kept
+    with pytest.raises(CheckpointError, match="corrupt.*Invalid NDArray file format"):
+        run(tiny_cfg(tmp_path / "b", max_iters=1), ncpu=1, weights=bad, weights_only=True)
+    # and the run goes on from the good one
+    t, summary = run(cfg, ncpu=1, resume=2)
+    assert (summary["start"], summary["iteration"]) == (2, 6)
+
+
+class RecordingData(RandomPoseData):
+    """RandomPoseData that records which (index, augmentation seed) it served."""
+
+    def __init__(self, n):
+        super().__init__(n=n)
+        self.served, self._seed = [], None
+
+    def reseed(self, seed):
+        self._seed = seed
+        super().reseed(seed)
+
+    def __getitem__(self, i):
+        self.served.append((int(i), self._seed))
+        return super().__getitem__(i)
+
+
+def test_trainer_stream_gives_disjoint_shards_covering_every_sample(tmp_path, monkeypatch):
+    """What PoseTrainer.run actually trains on, per distributed rank: rank r's shard is
+    samples r, r + N, ...; every epoch of a rank is a permutation of its shard; the shards
+    are disjoint and cover the dataset; (index, seed) depend on (seed, rank, epoch,
+    position) only (a second run of a rank serves the same)."""
+    from mxpose.data.loader import sample_seed
+    n, parts, epochs = 11, 3, 2
+
+    def served(rank, seed=0):
+        def connect(self):
+            self.distributed, self.kvstore = False, "device"
+            self.rank, self.num_workers, self.is_main = rank, parts, rank == 0
+        monkeypatch.setattr(PoseTrainer, "_connect", connect)
+        data = RecordingData(n)
+        shard = len(range(rank, n, parts))
+        cfg = tiny_cfg(tmp_path / f"r{rank}s{seed}", max_iters=-(-epochs * shard // 2),
+                       seed=seed)
+        run(cfg, data=data, ncpu=1, save=False)
+        return data.served, shard
+
+    shards = []
+    for rank in range(parts):
+        got, shard = served(rank)
+        idx = [i for i, _ in got]
+        assert len(idx) >= epochs * shard
+        for e in range(epochs):
+            assert sorted(idx[e * shard:(e + 1) * shard]) == list(range(rank, n, parts))
+            assert [sd for _, sd in got[e * shard:(e + 1) * shard]] == \
+                [sample_seed(0, rank, e, p) for p in range(shard)]
+        assert idx[:shard] != idx[shard:2 * shard] or shard < 3     # reshuffled
+        shards.append(set(idx))
+        assert served(rank)[0] == got                               # deterministic
+    assert sorted(i for sh in shards for i in sh) == list(range(n))  # disjoint, complete
+    assert served(0, seed=1)[0] != served(0)[0]                       # the seed matters
+
+
+def test_use_masks_reaches_the_trainers_loss(tmp_path):
+    """All-zero masks: with targets.use_masks the loss is exactly 0, without it the
+    unmasked maps count."""
+    class Unsupervised(RandomPoseData):
+        def __getitem__(self, i):
+            img, heat, hm, paf, pm = super().__getitem__(i)
+            return img, heat, hm * 0, paf, pm * 0
+
+    losses = {}
+    for use in (True, False):
+        cfg = tiny_cfg(tmp_path / str(use), max_iters=1)
+        cfg.targets.use_masks = use
+        t = PoseTrainer(cfg, RunOptions(contexts=make_contexts((), 1), progress=False,
+                                        save=False), echo=lambda m: None,
+                        dataset=Unsupervised())
+        t.setup()
+        batch = [mx.nd.array(np.stack(a)) for a in zip(*(t.dataset[i] for i in range(2)))]
+        losses[use] = t.forward_backward(batch)[0]
+    assert losses[True] == 0.0 and losses[False] > 0.0
+
+
+def test_one_step_on_two_contexts_equals_one_context(tmp_path):
+    """The same 4 samples as one batch on one device or 2 + 2 on two: the loss is
+    normalised by the step's whole batch, so the update is the same. CPM-VGG19 (no
+    BatchNorm, whose per-device statistics would differ) on 32 px inputs."""
+    def update(ncpu):
+        cfg = tiny_cfg(tmp_path / str(ncpu), max_iters=1, batch_size=4 // ncpu, lr=1e-2,
+                       warmup_iters=0, lr_mult={})
+        cfg.model.name, cfg.model.kwargs = "cpm_vgg19", {"num_stages": 1}
+        t = PoseTrainer(cfg, RunOptions(contexts=make_contexts((), ncpu), progress=False,
+                                        save=False, hybridize=False),
+                        echo=lambda m: None, dataset=RandomPoseData(size=32))
+        t.setup()
+        params = t.net._collect_params_with_prefix()      # structural names
+        before = {k: p.data(t.ctxs[0]).asnumpy() for k, p in params.items()}
+        t.run()
+        assert t.batch == 4
+        return {k: (p.data(t.ctxs[0]).asnumpy() - before[k], np.abs(before[k]).max())
+                for k, p in params.items()}
+
+    one, two = update(1), update(2)
+    assert one.keys() == two.keys()
+    moved = 0
+    for k, (d1, w) in one.items():
+        scale = np.abs(d1).max()
+        moved += scale > 0
+        # float32 weights: an update is only known to a few ulps of the weight
+        tol = 1e-3 * scale + 4 * float(np.spacing(np.float32(w)))
+        np.testing.assert_allclose(two[k][0], d1, rtol=0, atol=tol, err_msg=k)
+    assert moved > len(one) // 2
+
+
 def test_amp_on_cpu_is_a_clear_error(tmp_path):
     cfg = tiny_cfg(tmp_path, amp=True)
     with pytest.raises(TrainError, match="GPU"):
@@ -291,7 +418,8 @@ def _cli(args, cwd=ROOT, timeout=240, **kw):
                           timeout=timeout, env=env, **kw)
 
 
-@pytest.mark.parametrize("tool", ["train.py", "launch.py", "plot_log.py", "bench_train.py"])
+@pytest.mark.parametrize("tool", ["train.py", "launch.py", "plot_log.py",
+                                  "bench/bench_train.py"])
 def test_help(tool):
     r = _cli([os.path.join(ROOT, "tools", tool), "--help"])
     assert r.returncode == 0 and "usage" in r.stdout
@@ -385,8 +513,9 @@ def test_log_survives_a_torn_line(tmp_path):
 
 def test_bench_train_small(tmp_path):
     out = tmp_path / "bench.json"
-    r = _cli([os.path.join(ROOT, "tools", "bench_train.py"), "--models", "lwpose_mobilenet",
-              "--size", "64", "--iters", "2", "--num-workers", "1", "--json", str(out)])
+    r = _cli([os.path.join(ROOT, "tools", "bench", "bench_train.py"), "--models",
+              "lwpose_mobilenet", "--size", "64", "--iters", "2", "--num-workers", "1",
+              "--json", str(out)])
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.load(open(out))["results"]
     assert [x["mode"] for x in res] == ["train+data", "train only", "data only"]

@@ -192,7 +192,7 @@ def main(argv=None):
             if not its:
                 raise CLIError(f"no checkpoint found under prefix {prefix} (train first, or "
                                "give --prefix/--workdir/--weights)")
-        from mxpose.train.checkpoint import checkpoint_path
+        from mxpose.runs import checkpoint_path
         figures = {}
         for it in its:
             pred = build_predictor(args, cfg, prefix, it, ctx=ctx)

@@ -4,7 +4,7 @@
 
 Every process runs the given command with MXNet's DMLC_* variables set; MXNet turns the
 scheduler and server processes into its parameter-server roles when they import it, and
-the workers train (each on its shard of the DB, see mxpose.train.data). Without
+the workers train (each on its shard of the DB, see mxpose.data.loader). Without
 --hostfile everything runs on this machine on 127.0.0.1 (a smoke test, or several GPUs
 of one machine as separate workers); with --hostfile the workers and servers are started
 over ssh, round-robin over the listed hosts, and the scheduler runs here.

@@ -85,7 +85,7 @@ def main(argv=None):
         "--val-images", str(args.val_images), "--preview", os.path.join(args.out, "samples"),
         *synth_flags, *quiet])
     from mxpose.config import load_config
-    from mxpose.train.checkpoint import checkpoint_prefix, latest_checkpoint
+    from mxpose.runs import checkpoint_prefix, latest_checkpoint
     cfg = load_config(args.config)
     target = args.iters if args.iters is not None else int(cfg.train.max_iters)
     done = latest_checkpoint(checkpoint_prefix(cfg, args.workdir)) or 0

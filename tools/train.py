@@ -173,8 +173,8 @@ def main(argv=None):
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     warnings.simplefilter("always", RuntimeWarning)
     from mxpose.config import load_config
-    from mxpose.train import (CheckpointError, PoseTrainer, RunOptions, TrainError,
-                              default_experiment, make_contexts, parse_gpus)
+    from mxpose.runs import RunError, default_experiment, make_contexts, parse_gpus
+    from mxpose.train import PoseTrainer, RunOptions
     from mxpose.train.optim import OptimizerError
     from mxpose.cli import CLIError
 
@@ -224,7 +224,7 @@ def main(argv=None):
                   f"{trainer.start_iter}..{cfg.train.max_iters}, checkpoints "
                   f"{trainer.prefix}-%04d.params")
         summary = trainer.run()
-    except (CheckpointError, TrainError, OptimizerError) as e:
+    except (RunError, OptimizerError) as e:
         raise CLIError(str(e)) from None
     if summary["rank"] == 0:
         ck = summary["checkpoints"]

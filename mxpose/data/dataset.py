@@ -366,7 +366,7 @@ class PoseDataset(_Base):
             kp = convert(kp, self.src_skeleton, self.skeleton)
         return img_id, people, kp, main
 
-    # -- the stages of one sample (separate so tools/bench_pipeline.py can time them) ------
+    # -- the stages of one sample (separate so tools/bench/bench_pipeline.py can time them) ------
     def _prepare(self, j: int, rng: np.random.Generator) -> dict:
         """DB reads (no pixels) and the drawn affine of sample j."""
         a = self.cfg.aug

@@ -38,6 +38,15 @@ OpenCV threads
     (observed with opencv 4.8). To run single-threaded OpenCV in the workers, call
     ``cv2.setNumThreads(1)`` in the main process before building the loader.
 
+The endless stream (training)
+    With ``iterations=(start, stop)`` the loader serves iterations instead of epochs:
+    iteration ``i`` is positions ``i*B .. (i+1)*B - 1`` of the sampler's stream (epoch
+    after epoch, same order and seeds as the epoch-wise loader), so a resumed run sees
+    exactly the batches the uninterrupted run saw and every batch is full. The trainer
+    (:class:`mxpose.train.PoseTrainer`) builds its :class:`ShardSampler` with
+    ``pad=False``: a stream has no short epoch end to even out, so every epoch of a rank
+    visits each sample of its shard exactly once.
+
 Sharding
     With ``num_parts > 1`` (multi-machine training) loader ``rank`` reads only the
     samples ``rank, rank + num_parts, ...`` of the dataset, shuffled within that shard
@@ -52,7 +61,7 @@ Bad records
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -61,7 +70,7 @@ try:
 except ImportError:  # pragma: no cover - mxnet is a hard requirement of the loader
     _Base = _SamplerBase = object
 
-__all__ = ["ShardSampler", "make_loader", "PoseLoader", "batchify", "sample_seed",
+__all__ = ["ShardSampler", "StreamBatches", "make_loader", "PoseLoader", "batchify", "sample_seed",
            "tune_worker_malloc"]
 
 LAST_BATCH = ("keep", "discard", "rollover")
@@ -130,6 +139,7 @@ class ShardSampler(_SamplerBase):
         self.shuffle = bool(shuffle)
         self.seed, self.rank, self.num_parts = int(seed), rank, num_parts
         self.epoch = 0
+        self._order_epoch, self._order = -1, None
 
     def set_epoch(self, epoch: int):
         self.epoch = int(epoch)
@@ -137,15 +147,51 @@ class ShardSampler(_SamplerBase):
     def __len__(self):
         return int(self.shard.size)
 
+    def order(self, epoch: int) -> np.ndarray:
+        """Dataset indices of ``epoch`` in the order served (the shard, permuted by
+        ``SeedSequence([seed, rank, epoch])`` when shuffling)."""
+        epoch = int(epoch)
+        if not self.shuffle:
+            return self.shard
+        if self._order_epoch != epoch:
+            rng = np.random.default_rng([self.seed, self.rank, epoch])
+            self._order = self.shard[rng.permutation(self.shard.size)]
+            self._order_epoch = epoch
+        return self._order
+
+    def position(self, g: int):
+        """``(index, seed)`` at position ``g`` of the endless stream: epoch after epoch,
+        ``g = epoch * len(self) + position``, exactly what :meth:`__iter__` yields."""
+        epoch, pos = divmod(int(g), self.shard.size)
+        return int(self.order(epoch)[pos]), sample_seed(self.seed, self.rank, epoch, pos)
+
     def __iter__(self):
         epoch = self.epoch
         self.epoch += 1
-        order = self.shard
-        if self.shuffle:
-            order = order[np.random.default_rng([self.seed, self.rank, epoch]).permutation(
-                order.size)]
-        for pos, idx in enumerate(order):
+        for pos, idx in enumerate(self.order(epoch)):
             yield int(idx), sample_seed(self.seed, self.rank, epoch, pos)
+
+
+class StreamBatches:
+    """Batch sampler over the endless stream of a :class:`ShardSampler`: iteration ``i``
+    is stream positions ``i*B .. (i+1)*B - 1``, for ``i`` in ``start .. stop - 1``.
+
+    Every batch is full (epochs are crossed, not cut), which ``dist_sync`` requires, and a
+    run restarted at iteration ``i`` sees exactly the batches the uninterrupted run saw,
+    whatever the number or kind of loader workers.
+    """
+
+    def __init__(self, sampler: ShardSampler, batch_size: int, start: int, stop: int):
+        self.sampler = sampler
+        self.batch, self.start, self.stop = int(batch_size), int(start), int(stop)
+
+    def __iter__(self):
+        for it in range(self.start, self.stop):
+            yield [self.sampler.position(g)
+                   for g in range(it * self.batch, (it + 1) * self.batch)]
+
+    def __len__(self):
+        return max(0, self.stop - self.start)
 
 
 class _Seeded(_Base):
@@ -179,7 +225,9 @@ def batchify(items, shared: bool = False):
 
     Each ``A_k`` is a float32 NDArray ``(B,) + a_k.shape``, allocated in ``cpu_shared(0)``
     when ``shared`` (process workers: the array crosses to the main process by file
-    descriptor) and written once per sample (no intermediate NumPy stack).
+    descriptor), stacked in NumPy and copied in once. (Writing the samples one by one
+    into an NDArray, ``arr[i] = a``, made every training step that followed 5-10x slower
+    on CPU with MXNet 1.9.1; see docs/PERFORMANCE.md.)
     """
     import mxnet as mx
     ctx = mx.Context("cpu_shared", 0) if shared else mx.cpu(0)
@@ -190,10 +238,8 @@ def batchify(items, shared: bool = False):
         if not isinstance(first, np.ndarray):
             raise TypeError(f"item field {k} is {type(first).__name__}, expected a NumPy "
                             "array (datasets with return_meta=True do not batch)")
-        arr = mx.nd.empty((len(items),) + first.shape, ctx=ctx, dtype=np.float32)
-        for i, it in enumerate(items):
-            arr[i] = it[k]
-        out.append(arr)
+        stacked = np.stack([it[k] for it in items]).astype(np.float32, copy=False)
+        out.append(mx.nd.array(stacked, ctx=ctx, dtype=np.float32))
     out.append(int(sum(it[n] for it in items)))
     return out
 
@@ -263,8 +309,10 @@ def make_loader(dataset, batch_size: int, shuffle: bool = True, num_workers: int
                 last_batch: str = "keep", thread_pool: bool = False,
                 seed: Optional[int] = None, rank: int = 0, num_parts: int = 1,
                 prefetch: Optional[int] = None, pin_memory: bool = False,
-                timeout: int = 120, tune_malloc: Optional[bool] = None) -> PoseLoader:
-    """A loader of training batches.
+                timeout: int = 120, tune_malloc: Optional[bool] = None,
+                sampler: Optional[ShardSampler] = None,
+                iterations: Optional[Tuple[int, int]] = None) -> PoseLoader:
+    """A loader of training batches: by epochs, or by iterations of the endless stream.
 
     Parameters
     ----------
@@ -296,6 +344,14 @@ def make_loader(dataset, batch_size: int, shuffle: bool = True, num_workers: int
         :func:`tune_worker_malloc` in worker processes (None, the default), also in the
         calling process (True: it then serves the samples with ``thread_pool=True`` or
         ``num_workers=0``), or nowhere (False).
+    sampler : ShardSampler, optional
+        Serve this sampler's shard and seeds (``shuffle``, ``seed``, ``rank`` and
+        ``num_parts`` are then not used).
+    iterations : (start, stop), optional
+        Yield the batches of iterations ``start .. stop - 1`` of the endless stream
+        (:class:`StreamBatches`: every batch full, epochs crossed, a restart at
+        ``start`` repeats the uninterrupted run exactly; what the trainer uses) instead of
+        one epoch per ``iter()``; ``last_batch`` does not apply.
 
     Returns
     -------
@@ -309,9 +365,13 @@ def make_loader(dataset, batch_size: int, shuffle: bool = True, num_workers: int
     num_workers = max(0, int(num_workers))
     if seed is None:
         seed = int(getattr(dataset, "seed", 0))
-    sampler = ShardSampler(len(dataset), shuffle=shuffle, seed=seed, rank=rank,
-                           num_parts=num_parts)
-    batches = BatchSampler(sampler, int(batch_size), last_batch)
+    if sampler is None:
+        sampler = ShardSampler(len(dataset), shuffle=shuffle, seed=seed, rank=rank,
+                               num_parts=num_parts)
+    if iterations is not None:
+        batches = StreamBatches(sampler, int(batch_size), *iterations)
+    else:
+        batches = BatchSampler(sampler, int(batch_size), last_batch)
     # The main process may have read from the DB (index, a test sample): close its
     # connection before the workers are forked (SQLite connections must not cross fork).
     db = getattr(dataset, "db", None)

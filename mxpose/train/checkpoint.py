@@ -1,4 +1,4 @@
-"""Checkpoint naming, atomic writing, resuming and weight transfer.
+"""Checkpoint writing and resuming: atomic files, optimizer state, the ``.json`` record.
 
 One checkpoint of iteration ``i`` (``i`` optimizer updates done) is three files::
 
@@ -17,110 +17,32 @@ written last: a checkpoint counts (:func:`list_checkpoints`) only when its ``.pa
 and ``.json`` exist, so a run killed in the middle of a save resumes from the previous
 complete one.
 
-:func:`checkpoint_prefix` is the one place that turns a config into a prefix; training,
-the demo and evaluation all call it, so they agree without extra flags.
+:func:`~mxpose.runs.checkpoint_prefix` is the one place that turns a config into a
+prefix; training, the demo and evaluation all call it, so they agree without extra flags.
+Naming, finding and reading checkpoints live in :mod:`mxpose.runs` (below training and
+inference); the names are re-exported here.
 """
 from __future__ import annotations
 
-import glob
 import json
 import os
-import re
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Sequence
 
 import numpy as np
+
+from ..runs import (DEFAULT_EXPERIMENT, CheckpointError, checkpoint_path, checkpoint_prefix,
+                    config_path, default_experiment, latest_checkpoint, list_checkpoints,
+                    load_run_config, load_weights, log_path, mxnet_cause)
 
 __all__ = ["DEFAULT_EXPERIMENT", "CheckpointError", "default_experiment", "checkpoint_prefix",
            "checkpoint_path", "config_path", "log_path", "list_checkpoints",
            "latest_checkpoint", "atomic_write", "save_checkpoint", "read_checkpoint_info",
            "save_trainer_states", "load_trainer_states", "load_weights", "load_run_config"]
 
-#: Experiment used when no ``--config`` is given (CPM-VGG19 on the DB tools/mpi_parse.py writes).
-DEFAULT_EXPERIMENT = os.path.join("experiments", "cpm_vgg19_mpii.yaml")
-
 _STATES_FORMAT = "mxpose-trainer-states"
 _STATES_VERSION = 1
 _META_KEY = "__meta__"
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, incomplete or does not fit the network/optimizer."""
-
-
-# -- names --------------------------------------------------------------------------------
-def default_experiment() -> Optional[str]:
-    """Path of :data:`DEFAULT_EXPERIMENT`, looked up in the current directory, then in the
-    source checkout holding this package; None if neither has it."""
-    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    for root in (os.getcwd(), here):
-        p = os.path.join(root, DEFAULT_EXPERIMENT)
-        if os.path.isfile(p):
-            return p
-    return None
-
-
-def checkpoint_prefix(cfg, workdir: Optional[str] = None) -> str:
-    """The checkpoint prefix of an experiment config.
-
-    ``cfg.train.prefix`` when set, otherwise ``<workdir>/<cfg.name>/<cfg.model.name>``
-    with ``workdir`` defaulting to ``cfg.train.workdir`` (``work``). For the default
-    experiment that is ``work/cpm_vgg19_mpii/cpm_vgg19``.
-    """
-    if cfg.train.get("prefix"):
-        return str(cfg.train.prefix)
-    return os.path.join(workdir or cfg.train.workdir, str(cfg.name), str(cfg.model.name))
-
-
-def checkpoint_path(prefix: str, iteration: int, kind: str = "params") -> str:
-    """``<prefix>-%04d.<kind>`` with kind ``params``, ``states`` or ``json``.
-
-    ``iteration`` counts optimizer updates (not epochs).
-    """
-    if kind not in ("params", "states", "json"):
-        raise ValueError(f"kind must be 'params', 'states' or 'json', got {kind!r}")
-    return "%s-%04d.%s" % (prefix, int(iteration), kind)
-
-
-def config_path(prefix: str) -> str:
-    """The resolved config of the run: ``<prefix>-config.yaml``."""
-    return prefix + "-config.yaml"
-
-
-def log_path(prefix: str) -> str:
-    """The JSON-lines training log: ``<prefix>-train.jsonl``."""
-    return prefix + "-train.jsonl"
-
-
-def list_checkpoints(prefix: str, require_states: bool = False) -> List[int]:
-    """Iterations with a complete checkpoint (``.params`` and ``.json``), ascending."""
-    pat = re.compile(re.escape(os.path.basename(prefix)) + r"-(\d{4,})\.json$")
-    its = []
-    for p in glob.glob(glob.escape(prefix) + "-*.json"):
-        m = pat.match(os.path.basename(p))
-        if not m:
-            continue
-        it = int(m.group(1))
-        if not os.path.isfile(checkpoint_path(prefix, it, "params")):
-            continue
-        if require_states and not os.path.isfile(checkpoint_path(prefix, it, "states")):
-            continue
-        its.append(it)
-    return sorted(its)
-
-
-def latest_checkpoint(prefix: str) -> Optional[int]:
-    """The highest complete checkpoint iteration, or None."""
-    its = list_checkpoints(prefix)
-    return its[-1] if its else None
-
-
-def load_run_config(prefix: str):
-    """The resolved config saved beside the checkpoints of ``prefix`` (an EasyDict), or
-    None when there is none (e.g. converted Caffe weights)."""
-    from ..config import load_config
-    p = config_path(prefix)
-    return load_config(p) if os.path.isfile(p) else None
 
 
 # -- atomic writes ------------------------------------------------------------------------
@@ -251,7 +173,8 @@ def load_trainer_states(trainer, path: str, names: Sequence[str]) -> dict:
         arrays = mx.nd.load(path)
         meta = json.loads(arrays.pop(_META_KEY).asnumpy().tobytes().decode("utf-8"))
     except (mx.base.MXNetError, KeyError, ValueError, AttributeError) as e:
-        raise CheckpointError(f"{path} is not an mxpose optimizer state file ({e})") from None
+        raise CheckpointError(f"{path} is corrupt or not an mxpose optimizer state file "
+                              f"({mxnet_cause(e)})") from None
     if meta.get("format") != _STATES_FORMAT:
         raise CheckpointError(f"{path} is not an mxpose optimizer state file")
     opt = trainer._optimizer
@@ -318,55 +241,3 @@ def read_checkpoint_info(prefix: str, iteration: int) -> dict:
             return json.load(f)
     except ValueError as e:
         raise CheckpointError(f"{p} is not valid JSON: {e}") from None
-
-
-# -- weight transfer ----------------------------------------------------------------------
-def load_weights(net, path: str, ctx=None, strict: bool = False) -> dict:
-    """Copy every parameter of the file at ``path`` that ``net`` has with the same
-    structural name and shape; leave the rest of ``net`` as it is.
-
-    For staged training: start a network with more (or fewer) stages, or another head,
-    from a checkpoint's weights. ``net`` must be initialised.
-
-    Parameters
-    ----------
-    strict : bool
-        Raise :class:`CheckpointError` unless every parameter of ``net`` was loaded and
-        every entry of the file used.
-
-    Returns
-    -------
-    dict
-        ``loaded``, ``missing`` (in the net, not in the file), ``unused`` (in the file, not
-        in the net) and ``mismatched`` (``(name, file shape, net shape)``).
-    """
-    import mxnet as mx
-    if not os.path.isfile(path):
-        raise CheckpointError(f"weights file {path} does not exist")
-    try:
-        saved = mx.nd.load(path)
-    except mx.base.MXNetError as e:
-        raise CheckpointError(f"{path}: not an MXNet params file "
-                              f"({str(e).splitlines()[0]})") from None
-    if not isinstance(saved, dict):
-        raise CheckpointError(f"{path} holds unnamed arrays, not named parameters")
-    saved = {(k.split(":", 1)[1] if k.startswith(("arg:", "aux:")) else k): v
-             for k, v in saved.items()}
-    params = net._collect_params_with_prefix()
-    report = {"loaded": [], "missing": [], "unused": [], "mismatched": []}
-    for name, p in params.items():
-        if name not in saved:
-            report["missing"].append(name)
-            continue
-        arr = saved[name]
-        if tuple(arr.shape) != tuple(p.shape):
-            report["mismatched"].append((name, tuple(arr.shape), tuple(p.shape)))
-            continue
-        p.set_data(arr.astype(p.dtype))
-        report["loaded"].append(name)
-    report["unused"] = sorted(set(saved) - set(params))
-    if strict and (report["missing"] or report["unused"] or report["mismatched"]):
-        raise CheckpointError(f"{path} does not match the network: "
-                              f"{len(report['missing'])} missing, {len(report['unused'])} "
-                              f"unused, {len(report['mismatched'])} of another shape")
-    return report

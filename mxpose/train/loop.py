@@ -26,12 +26,13 @@ import re
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Union
+from typing import List, Optional, Union
 
 import numpy as np
 
+from ..runs import (CheckpointError, CorruptCheckpointError, RunError, load_params,
+                    make_contexts, parse_gpus, previous_good_checkpoint)
 from . import checkpoint as ckpt
-from .data import SampleStream, make_loader
 from .logger import JsonLinesLog
 from .optim import build_trainer
 from .schedule import schedule_from_config
@@ -41,48 +42,8 @@ __all__ = ["TrainError", "RunOptions", "PoseTrainer", "parse_gpus", "make_contex
 log = logging.getLogger("mxpose.train")
 
 
-class TrainError(RuntimeError):
+class TrainError(RunError):
     """A run cannot start or must stop (bad option, diverged, missing file)."""
-
-
-def parse_gpus(spec: Optional[str]) -> List[int]:
-    """``"0-3"`` -> [0, 1, 2, 3]; ``"0,2"`` -> [0, 2]; ``"2"`` -> [2]; ``""``/None -> []."""
-    if spec is None:
-        return []
-    spec = str(spec).strip()
-    if not spec:
-        return []
-    out: List[int] = []
-    for part in spec.split(","):
-        part = part.strip()
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-        if not m:
-            raise TrainError(f"--gpus {spec!r}: expected ids like 0-3, 0,1,2,3 or 2")
-        a = int(m.group(1))
-        b = int(m.group(2)) if m.group(2) is not None else a
-        if b < a:
-            raise TrainError(f"--gpus {spec!r}: range {part} is empty")
-        out += list(range(a, b + 1))
-    if len(set(out)) != len(out):
-        raise TrainError(f"--gpus {spec!r}: a GPU is listed twice")
-    return out
-
-
-def make_contexts(gpus: Sequence[int] = (), cpus: int = 0):
-    """MXNet contexts: the given GPUs, else ``cpus`` CPU contexts (>= 2 exercises the
-    multi-device path without GPUs), else one CPU."""
-    import mxnet as mx
-    if gpus:
-        n = mx.context.num_gpus()
-        bad = [g for g in gpus if g >= n]
-        if bad:
-            raise TrainError(f"GPU(s) {bad} requested but MXNet sees {n} GPU(s)"
-                             + ("" if n else " (CPU-only mxnet wheel or no CUDA device; see "
-                                "docs/TRAINING.md for the GPU wheels)"))
-        return [mx.gpu(g) for g in gpus]
-    if cpus and int(cpus) > 1:
-        return [mx.cpu(i) for i in range(int(cpus))]
-    return [mx.cpu()]
 
 
 _CKPT_RE = re.compile(r"^(?P<prefix>.+)-(?P<it>\d{4,})\.params$")
@@ -150,26 +111,43 @@ class PoseTrainer:
 
     # -- set-up -----------------------------------------------------------------------------
     def setup(self):
-        import mxnet as mx
-        from ..data.dataset import PoseDataset, is_auto, resolve_skeleton
-        from ..loss import MultiStageL2Loss
-        from ..model_zoo import get_model, load_pretrained_base
+        """Build everything :meth:`run` needs, one named step after the other."""
+        self._init_devices()
+        self._find_start()
+        self._connect()
+        self._build_data()
+        self._build_model()
+        self._load_weights()
+        self._build_loss()
+        self._build_trainer()
+        return self
 
-        cfg, opt = self.cfg, self.opt
-        self.ctxs = list(opt.contexts) or [mx.cpu()]
+    def _init_devices(self):
+        """Contexts, AMP check, and the global seeds (every distributed worker then
+        initialises the same weights)."""
+        import mxnet as mx
+        self.ctxs = list(self.opt.contexts) or [mx.cpu()]
         on_gpu = all(c.device_type == "gpu" for c in self.ctxs)
-        self.amp = bool(cfg.train.amp)
+        self.amp = bool(self.cfg.train.amp)
         if self.amp and not on_gpu:
             raise TrainError("--amp / train.amp needs GPUs: mxnet.contrib.amp casts to "
                              "float16, which MXNet 1.9.1 runs on CUDA devices only")
-        seed = int(cfg.train.seed)
-        random.seed(seed)
-        np.random.seed(seed)
-        mx.random.seed(seed)   # every distributed worker initialises the same weights
+        self.seed = int(self.cfg.train.seed)
+        random.seed(self.seed)
+        np.random.seed(self.seed)
+        mx.random.seed(self.seed)
 
-        # where to start -------------------------------------------------------------
+    def _find_start(self):
+        """Where the run starts: ``--resume`` (a checkpoint of this run), ``--weights``
+        (another run's checkpoint, optimizer and iteration included) or iteration 0.
+
+        Sets ``resume_info`` (the checkpoint's ``.json``), ``resume_params``,
+        ``resume_states`` and ``start_iter``.
+        """
+        cfg, opt = self.cfg, self.opt
         self.resume_info = None
-        resume_params = resume_states = None
+        self.resume_params = self.resume_states = None
+        self._resume_prefix = None
         if opt.resume is not None and opt.weights:
             raise TrainError("give either --resume or --weights, not both")
         if opt.resume is not None:
@@ -178,9 +156,7 @@ class PoseTrainer:
             if it is None:
                 raise TrainError(f"--resume: no checkpoint {self.prefix}-NNNN.params/.json "
                                  f"to resume from")
-            self.resume_info = ckpt.read_checkpoint_info(self.prefix, it)
-            resume_params = ckpt.checkpoint_path(self.prefix, it)
-            resume_states = ckpt.checkpoint_path(self.prefix, it, "states")
+            self._resume_prefix = self.prefix
         elif opt.weights and not opt.weights_only:
             m = _CKPT_RE.match(opt.weights)
             if not os.path.isfile(opt.weights):
@@ -190,17 +166,22 @@ class PoseTrainer:
                 raise TrainError(f"--weights {opt.weights}: not an mxpose checkpoint with its "
                                  f".json beside it; add --weights-only to start from its "
                                  f"parameters with a fresh optimizer")
-            self.resume_info = ckpt.read_checkpoint_info(m["prefix"], int(m["it"]))
-            resume_params = opt.weights
-            resume_states = ckpt.checkpoint_path(m["prefix"], int(m["it"]), "states")
+            self._resume_prefix, it = m["prefix"], int(m["it"])
+        if self._resume_prefix is not None:
+            self.resume_info = ckpt.read_checkpoint_info(self._resume_prefix, it)
+            self.resume_params = ckpt.checkpoint_path(self._resume_prefix, it)
+            self.resume_states = ckpt.checkpoint_path(self._resume_prefix, it, "states")
         self.start_iter = int(self.resume_info["iteration"]) if self.resume_info else 0
         self.iteration = self.start_iter
         if self.start_iter >= int(cfg.train.max_iters):
             raise TrainError(f"nothing to do: the run is at iteration {self.start_iter} and "
                              f"train.max_iters is {cfg.train.max_iters}")
 
-        # kvstore (creating a dist one connects to the scheduler and tells our rank) -
-        kv = opt.kvstore or "device"
+    def _connect(self):
+        """The kvstore; creating a ``dist_*`` one connects to the scheduler and tells this
+        worker's rank and the number of workers."""
+        import mxnet as mx
+        kv = self.opt.kvstore or "device"
         self.distributed = "dist" in kv
         if self.distributed:
             if "async" in kv:
@@ -219,7 +200,12 @@ class PoseTrainer:
         self.kvstore = kv
         self.is_main = self.rank == 0
 
-        # data -----------------------------------------------------------------------
+    def _build_data(self):
+        """The dataset and this worker's sample stream (its shard of the DB; see
+        :mod:`mxpose.data.loader`). A worker's batch is ``batch_size`` per device."""
+        from ..data.dataset import PoseDataset, is_auto, resolve_skeleton
+        from ..data.loader import ShardSampler
+        cfg = self.cfg
         self.batch_per_device = int(cfg.train.batch_size)
         if self.batch_per_device < 1:
             raise TrainError(f"train.batch_size must be >= 1, got {self.batch_per_device}")
@@ -233,22 +219,32 @@ class PoseTrainer:
             self.dataset = self._given_dataset
         else:
             self.dataset = PoseDataset(cfg.data.db, cfg.data.train_split, config=cfg,
-                                       train=True, max_items=opt.max_items)
-        self.stream = SampleStream(self.dataset, seed=seed, rank=self.rank,
-                                   num_shards=self.num_workers)
+                                       train=True, max_items=self.opt.max_items)
+        self.stream = ShardSampler(len(self.dataset), shuffle=True, seed=self.seed,
+                                   rank=self.rank, num_parts=self.num_workers, pad=False)
 
-        # network --------------------------------------------------------------------
+    def _build_model(self):
+        """The network of ``cfg.model`` on every context, with the ImageNet backbone of
+        ``model.pretrained_base`` when the run starts fresh."""
+        from ..model_zoo import get_model, load_pretrained_base
+        cfg = self.cfg
         if self.amp:
             from mxnet.contrib import amp
             amp.init()
-        kwargs = dict(cfg.model.kwargs or {})
-        kwargs.setdefault("skeleton", cfg.data.skeleton)
-        self.net = get_model(cfg.model.name, **kwargs)
+        self.model_kwargs = dict(cfg.model.kwargs or {})
+        self.model_kwargs.setdefault("skeleton", cfg.data.skeleton)
+        self.net = get_model(cfg.model.name, **self.model_kwargs)
         self.net.initialize(ctx=self.ctxs)
-        if cfg.model.pretrained_base and resume_params is None:
+        if cfg.model.pretrained_base and self.resume_params is None:
             rep = load_pretrained_base(self.net, cfg.model.pretrained_base, ctx=self.ctxs)
             self.echo(f"backbone: {len(rep['loaded'])} parameters from "
                       f"{cfg.model.pretrained_base} ({len(rep['unused'])} unused)")
+
+    def _load_weights(self):
+        """``--weights-only``: what matches by name and shape; resuming: the whole
+        checkpoint (a corrupt file is named with the previous good checkpoint). Then
+        hybridize."""
+        cfg, opt = self.cfg, self.opt
         self.weights_report = None
         if opt.weights and opt.weights_only:
             rep = ckpt.load_weights(self.net, opt.weights)
@@ -257,49 +253,67 @@ class PoseTrainer:
             if not rep["loaded"]:
                 raise TrainError(f"--weights {opt.weights}: no parameter matches the network "
                                  f"{cfg.model.name} by name and shape")
-        if resume_params is not None:
+        if self.resume_params is not None:
             try:
-                self.net.load_parameters(resume_params, ctx=self.ctxs)
-            except (AssertionError, mx.base.MXNetError) as e:
-                raise TrainError(f"{resume_params} does not fit {cfg.model.name} "
-                                 f"{kwargs}: {str(e).splitlines()[0]} (use --weights-only "
-                                 f"to load what matches)") from None
+                load_params(self.net, self.resume_params, ctx=self.ctxs)
+            except CheckpointError as e:
+                if not isinstance(e, CorruptCheckpointError):
+                    raise TrainError(f"{e} ({cfg.model.name} {self.model_kwargs}; use "
+                                     f"--weights-only to load what matches)") from None
+                flag = "--resume" if opt.resume is not None else "--weights"
+                it = int(self.resume_info["iteration"])
+                prev = previous_good_checkpoint(self._resume_prefix, it)
+                if prev is None:
+                    hint = "no earlier checkpoint of this run reads"
+                else:
+                    hint = (f"the previous good checkpoint is "
+                            f"{ckpt.checkpoint_path(self._resume_prefix, prev)}")
+                    if flag == "--resume":
+                        hint += f": resume from it with --resume {prev}"
+                raise TrainError(f"{flag}: {e}; {hint}") from None
         if opt.hybridize:
             # static_shape with several contexts corrupts BatchNorm running statistics in
             # MXNet 1.9.1 (threaded engine, checked on CPU): the moving means differ from
             # the imperative run and between identical runs. static_alloc alone is exact.
             self.net.hybridize(static_alloc=True, static_shape=len(self.ctxs) == 1)
+
+    def _build_loss(self):
+        """Masked multi-stage L2, normalised by the worker's whole batch (all devices)."""
+        from ..loss import MultiStageL2Loss
         # PAF-first networks name what each output predicts (PAF-only, heatmap-only stages)
         self.loss = MultiStageL2Loss(batch_size=self.batch,
-                                     use_masks=bool(cfg.targets.use_masks),
+                                     use_masks=bool(self.cfg.targets.use_masks),
                                      kinds=getattr(self.net, "output_kinds", None))
 
-        # optimizer ------------------------------------------------------------------
+    def _build_trainer(self):
+        """lr schedule, gluon Trainer and, when resuming, the optimizer state."""
+        cfg = self.cfg
         self.schedule = schedule_from_config(cfg.train)
-        has_states = bool(self.resume_info and self.resume_info.get("has_states"))
-        begin = self.resume_info.get("num_update", self.start_iter) if self.resume_info else 0
+        info = self.resume_info
+        has_states = bool(info and info.get("has_states"))
+        begin = info.get("num_update", self.start_iter) if info else 0
         # AMP skips overflowing steps in the trainer-side update only, so the update must
         # not happen inside the kvstore.
-        self.trainer, self.names = build_trainer(self.net, cfg.train, self.schedule, kv,
-                                                 begin_num_update=begin,
+        self.trainer, self.names = build_trainer(self.net, cfg.train, self.schedule,
+                                                 self.kvstore, begin_num_update=begin,
                                                  update_on_kvstore=False if self.amp else None)
-        if self.resume_info is not None:
+        if info is not None:
             if has_states and not self.distributed:
-                meta = ckpt.load_trainer_states(self.trainer, resume_states, self.names)
-                self.echo(f"resumed {resume_params}: iteration {self.start_iter}, optimizer "
-                          f"update {meta['num_update']}, lr {self.schedule(meta['num_update'] + 1):.3g}")
+                meta = ckpt.load_trainer_states(self.trainer, self.resume_states, self.names)
+                self.echo(f"resumed {self.resume_params}: iteration {self.start_iter}, "
+                          f"optimizer update {meta['num_update']}, "
+                          f"lr {self.schedule(meta['num_update'] + 1):.3g}")
             else:
                 why = ("dist_* kvstores keep it on the parameter servers" if self.distributed
                        else "the checkpoint has none")
-                self.echo(f"resumed {resume_params}: iteration {self.start_iter}; optimizer "
-                          f"momenta start from zero ({why})")
+                self.echo(f"resumed {self.resume_params}: iteration {self.start_iter}; "
+                          f"optimizer momenta start from zero ({why})")
         self.step_scale = self.num_workers if self.distributed else 1
         self._dist_updates = int(begin)
         if self.amp:
             from mxnet.contrib import amp
             amp.init_trainer(self.trainer)
         self.max_bad = max(1, int(cfg.train.max_bad_steps))
-        return self
 
     # -- one iteration ----------------------------------------------------------------------
     def forward_backward(self, batch):
@@ -391,6 +405,7 @@ class PoseTrainer:
         """Train from the start iteration to ``train.max_iters``; returns a summary."""
         import mxnet as mx
         from ..config import save_config
+        from ..data.loader import make_loader
         cfg = self.cfg
         max_iters = int(cfg.train.max_iters)
         save_every = max(0, int(cfg.train.save_every))
@@ -403,8 +418,8 @@ class PoseTrainer:
         jlog.write({"event": "start", "iteration": self.start_iter, "max_iters": max_iters,
                     "contexts": [str(c) for c in self.ctxs], "batch": self.batch,
                     "num_workers": self.num_workers, "prefix": self.prefix})
-        loader = make_loader(self.stream, self.start_iter, max_iters, self.batch,
-                             int(cfg.data.num_workers))
+        loader = make_loader(self.dataset, self.batch, num_workers=int(cfg.data.num_workers),
+                             sampler=self.stream, iterations=(self.start_iter, max_iters))
         bar = None
         if self.opt.progress and self.is_main:
             from tqdm import tqdm
@@ -478,13 +493,15 @@ class PoseTrainer:
             if bar is not None:
                 bar.close()
             jlog.close()
+            loader.close()
         mx.nd.waitall()
         if self.opt.final_params:
             path = self.opt.final_params.replace("{rank}", str(self.rank))
             ckpt.atomic_write(path, self.net.save_parameters)
         elapsed = time.perf_counter() - t_run
         return {"prefix": self.prefix, "start": self.start_iter, "iteration": self.iteration,
-                "checkpoints": saved, "skipped": skipped, "last_loss": last_loss,
+                "checkpoints": saved, "skipped": skipped,
+                "unreadable_samples": loader.skipped, "last_loss": last_loss,
                 "images": seen_images, "seconds": elapsed,
                 "img_per_s": seen_images / elapsed if elapsed > 0 else float("nan"),
                 "rank": self.rank, "num_workers": self.num_workers}

@@ -12,7 +12,7 @@ By default it builds a DB from the real COCO sample (../shared/data/coco_sample:
 640x4xx val2017 images, 12 main-person samples) in a temporary folder; ``--db`` uses
 another DB. Example::
 
-    python tools/bench_pipeline.py --json bench_pipeline.json
+    python tools/bench/bench_pipeline.py --json bench_pipeline.json
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COCO_SAMPLE = os.path.join(os.path.dirname(ROOT), "shared", "data", "coco_sample")
 
 

@@ -1,7 +1,7 @@
 """Training throughput (img/s) of the zoo's networks, with and without the data pipeline.
 
-    python tools/bench_train.py                       # CPU, all models, 368x368, short
-    python tools/bench_train.py --gpus 0-3 --batch-size 10 --iters 20 --json bench.json
+    python tools/bench/bench_train.py                       # CPU, all models, 368x368, short
+    python tools/bench/bench_train.py --gpus 0-3 --batch-size 10 --iters 20 --json bench.json
 
 For each model, three measurements through the real training loop (forward, masked
 multi-stage loss, backward, optimizer step):
@@ -102,10 +102,10 @@ def _measure(cfg, ctxs, warmup, dataset=None):
 
 def _data_only(cfg, n_batches, batch):
     from mxpose.data.dataset import PoseDataset
-    from mxpose.train.data import SampleStream, make_loader
+    from mxpose.data.loader import make_loader
     ds = PoseDataset(cfg.data.db, cfg.data.train_split, config=cfg, train=True)
-    loader = make_loader(SampleStream(ds, seed=0), 0, n_batches + 1, batch,
-                         int(cfg.data.num_workers))
+    loader = make_loader(ds, batch, num_workers=int(cfg.data.num_workers), seed=0,
+                         iterations=(0, n_batches + 1))
     it = iter(loader)
     next(it)                                   # pool start-up, first batch
     t0 = time.perf_counter()
@@ -121,11 +121,11 @@ def main(argv=None):
     args = _parser().parse_args(argv)
     import mxnet as mx
     from mxpose.model_zoo import list_models
-    from mxpose.train import TrainError, make_contexts, parse_gpus
+    from mxpose.runs import RunError, make_contexts, parse_gpus
 
     try:
         ctxs = make_contexts(parse_gpus(args.gpus), args.cpus)
-    except TrainError as e:
+    except RunError as e:
         print(f"bench_train.py: error: {e}", file=sys.stderr)
         return 2
     models = [m.strip() for m in args.models.split(",") if m.strip()]

@@ -8,7 +8,7 @@ for a 640x480 image (80x60 maps at stride 8), then times, single-threaded:
   upsample the compiled decoder on maps resized x8 first (--upsample, CMU's way)
 
 Example:
-    python tools/bench_decode.py --json bench_decode.json
+    python tools/bench/bench_decode.py --json bench_decode.json
 """
 import os
 
@@ -24,7 +24,7 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _load_reference():

@@ -13,15 +13,15 @@ Engines: 'mxnet' (Gluon, hybridized with static memory) and 'onnx' (onnxruntime 
 network exported by mxpose.export; only if onnx and onnxruntime are installed).
 Networks have random weights: forward times do not depend on them, but the decode share
 does (a random network's maps have no people but may have many spurious peaks), so it is
-not representative here: tools/bench_decode.py times the decoder on maps with people.
+not representative here: tools/bench/bench_decode.py times the decoder on maps with people.
 
 cpm_vgg19 and paffirst_vgg19 (OpenPose BODY_25's network; its exact output sizes with
 --skeleton body25) are slow on a CPU (seconds per 368x368 image): the defaults keep the
 number of passes small. On a shared machine the numbers are inflated by other load.
 
 Examples:
-  python tools/bench_infer.py
-  python tools/bench_infer.py --models lwpose_mobilenet --batches 1,8 --iters 5 --json b.json
+  python tools/bench/bench_infer.py
+  python tools/bench/bench_infer.py --models lwpose_mobilenet --batches 1,8 --iters 5 --json b.json
 """
 import argparse
 import json
@@ -35,7 +35,7 @@ from mxpose.cli import use_all_cores
 
 use_all_cores()   # before mxnet is imported
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_IMAGE = os.path.join(os.path.dirname(ROOT), "shared", "data", "media",
                              "COCO_val2014_000000000192.jpg")
 MODELS = ("cpm_vgg19", "paffirst_vgg19", "lwpose_mobilenet")
@@ -138,7 +138,7 @@ def main(argv=None):
     from mxpose.infer import Predictor
     from mxpose.model_zoo import get_model, list_models
     from mxpose.skeleton import get_skeleton
-    from mxpose.train.loop import make_contexts, parse_gpus
+    from mxpose.runs import make_contexts, parse_gpus
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     bad = [m for m in models if m not in list_models()]

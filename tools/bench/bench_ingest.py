@@ -3,7 +3,7 @@
 
 Example::
 
-    python tools/bench_ingest.py --repeat 3 --json bench_ingest.json
+    python tools/bench/bench_ingest.py --repeat 3 --json bench_ingest.json
 
 What is timed, each into a fresh temporary DB, ``--repeat`` times (the median is reported):
 
@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_SAMPLE = os.path.join(os.environ.get(
     "MXPOSE_SHARED_DATA", os.path.join(os.path.dirname(ROOT), "shared", "data")), "coco_sample")
 

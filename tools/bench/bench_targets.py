@@ -6,9 +6,9 @@ PAF channels), the way a loader worker does: one TargetRenderer, buffers reused.
 are a standing-person template, randomly scaled, rotated, jittered and placed, every
 keypoint labelled. Single thread; each figure is the median over many samples.
 
-    python tools/bench_targets.py
-    python tools/bench_targets.py --people 1 10 --json bench_targets.json
-    python tools/bench_targets.py --skeleton body25 --people 10 --no-reference
+    python tools/bench/bench_targets.py
+    python tools/bench/bench_targets.py --people 1 10 --json bench_targets.json
+    python tools/bench/bench_targets.py --skeleton body25 --people 10 --no-reference
 
 Targets (issue 3): <= 30 us with 1 person, <= 120 us with 10 people (openpose_coco18);
 issue 9: <= 60 us with 10 people for body25 (26 heatmaps, 52 PAF channels).
@@ -92,7 +92,7 @@ def _median_us(fn, samples, repeats):
 
 def _load_reference():
     here = os.path.dirname(os.path.abspath(__file__))
-    tests = os.path.join(os.path.dirname(here), "tests")
+    tests = os.path.join(os.path.dirname(os.path.dirname(here)), "tests")
     if not os.path.isfile(os.path.join(tests, "reference.py")):
         return None
     sys.path.insert(0, tests)
