@@ -292,3 +292,33 @@ def test_activation_form_checked_and_passed_through_get_model():
     with pytest.raises(ValueError, match="act must be one of"):
         get_model("cpm_vgg19", num_stages=1, act="Relu")
     assert get_model("cpm_vgg19", num_stages=1, act="relu_op").act == "relu_op"
+
+
+def test_plain_gluon_reference_is_the_same_network():
+    # The benchmarks' speed reference must compute CPMVGG19's function: weights copied by
+    # position give the same outputs, and the parameter count is the same.
+    from mxpose.model_zoo.plain_cpm import PlainCPM
+    ours, plain = get_model("cpm_vgg19", num_stages=2), PlainCPM(num_stages=2)
+    ours.initialize()
+    _reinit_he(ours)
+    plain.initialize()
+    x = mx.nd.random.uniform(-0.5, 0.5, (1, 3, 40, 48))
+    ours(x), plain(x)
+    src, dst = list(ours.collect_params().values()), list(plain.collect_params().values())
+    assert [p.shape for p in src] == [p.shape for p in dst]
+    for a, b in zip(src, dst):
+        b.set_data(a.data())
+    for a, b in zip(ours(x), plain(x)):
+        np.testing.assert_allclose(a.asnumpy(), b.asnumpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_register_model(monkeypatch):
+    import mxpose.model_zoo as zoo
+    from mxpose.model_zoo import register_model
+    monkeypatch.setattr(zoo, "_MODELS", dict(zoo._MODELS))   # leave the real one alone
+    from mxpose.model_zoo.plain_cpm import NAME, PlainCPM
+    register_model(NAME, PlainCPM)
+    register_model(NAME, PlainCPM)          # same constructor again: fine
+    assert isinstance(get_model(NAME, num_stages=1), PlainCPM)
+    with pytest.raises(ValueError, match="taken"):
+        register_model("cpm_vgg19", PlainCPM)

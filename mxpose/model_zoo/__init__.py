@@ -20,7 +20,7 @@ from .cpm_vgg19 import CPMVGG19, cpm_vgg19
 from .lwpose_mobilenet import LWPoseMobileNet, lwpose_mobilenet
 from .pretrained import base_parameters, load_pretrained_base
 
-__all__ = ["get_model", "list_models", "pair_outputs", "resolve_sizes", "CPMVGG19",
+__all__ = ["get_model", "list_models", "register_model", "pair_outputs", "resolve_sizes", "CPMVGG19",
            "cpm_vgg19", "LWPoseMobileNet", "lwpose_mobilenet", "load_pretrained_base",
            "base_parameters"]
 
@@ -33,6 +33,14 @@ _MODELS = {
 def list_models():
     """Names :func:`get_model` accepts, sorted."""
     return sorted(_MODELS)
+
+
+def register_model(name: str, ctor):
+    """Make ``get_model(name, **kw)`` call ``ctor(**kw)`` (e.g. a benchmark's reference
+    network run through the real trainer). An existing name is an error."""
+    if name in _MODELS and _MODELS[name] is not ctor:
+        raise ValueError(f"model name {name!r} is taken")
+    _MODELS[name] = ctor
 
 
 def get_model(name: str, **kwargs):
