@@ -11,7 +11,8 @@ from typing import List, Optional, Sequence
 # tools call it again, harmlessly, before they import mxnet).
 from ._threads import use_all_cores
 
-__all__ = ["use_all_cores", "CLIError", "add_checkpoint_args", "add_predictor_args", "resolve_run",
+__all__ = ["use_all_cores", "CLIError", "add_checkpoint_args", "add_predictor_args",
+           "predictor_kwargs", "resolve_run",
            "parse_iterations", "build_predictor", "load_predictor", "context_from_args",
            "run_main"]
 
@@ -123,10 +124,10 @@ def resolve_run(args):
     return cfg, prefix, list_checkpoints(prefix)
 
 
-def build_predictor(args, cfg, prefix, iteration, ctx=None):
-    """A Predictor for ``iteration`` of ``prefix`` (or ``args.weights``)."""
-    from .infer import CMU_SCALES, Predictor
-    from .train.checkpoint import checkpoint_path
+def predictor_kwargs(args) -> dict:
+    """Predictor overrides from the inference flags (``add_predictor_args``): scales,
+    flip, boxsize; only those the user gave."""
+    from .infer import CMU_SCALES
     kw = {}
     if getattr(args, "cmu_scales", False):
         kw["scales"] = CMU_SCALES
@@ -139,6 +140,14 @@ def build_predictor(args, cfg, prefix, iteration, ctx=None):
         kw["flip"] = True
     if getattr(args, "boxsize", None):
         kw["boxsize"] = args.boxsize
+    return kw
+
+
+def build_predictor(args, cfg, prefix, iteration, ctx=None):
+    """A Predictor for ``iteration`` of ``prefix`` (or ``args.weights``)."""
+    from .infer import Predictor
+    from .train.checkpoint import checkpoint_path
+    kw = predictor_kwargs(args)
     if args.weights:
         if not os.path.isfile(args.weights):
             raise CLIError(f"weights file {args.weights} does not exist")
