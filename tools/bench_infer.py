@@ -23,6 +23,9 @@ turn, so load on a shared machine hits them alike):
                   oneDNN subgraph fusion (inference only);
   --reference     for cpm_vgg19, also the same network written as plain Gluon
                   (Conv2D(activation='relu'), mxpose.model_zoo.plain_cpm).
+And of the onnx engine: --int8 also times the INT8 model of mxpose.quantize (calibrated
+on the end-to-end image, or on random inputs with --frames 0: the ranges do not change
+its speed).
 The summary gives each variant's time relative to the default form.
 
 cpm_vgg19 is slow on a CPU (seconds per 368x368 image): the defaults keep the number of
@@ -86,6 +89,8 @@ def build_parser():
     p.add_argument("--reference", action="store_true",
                    help="also time cpm_vgg19 written as plain Gluon "
                         "(Conv2D(activation='relu'))")
+    p.add_argument("--int8", action="store_true",
+                   help="onnx engine: also time the statically quantized INT8 model")
     p.add_argument("--json", default=None, metavar="PATH",
                    help="also write every figure to this JSON file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -189,13 +194,24 @@ def _build_variant(name, variant, skel, ctx, x):
     return net
 
 
+def _int8_runner(prefix, skel, args, img):
+    """OnnxRunner of the INT8 model quantized from the export ``prefix``."""
+    import numpy as np
+    from mxpose import export as ex
+    from mxpose.infer import Predictor
+    from mxpose.quantize import calibration_batches, quantize_export
+    if img is None:
+        img = np.random.default_rng(0).integers(0, 256, (args.size, args.size, 3), np.uint8)
+    pre = Predictor(None, skel, engine="numpy", boxsize=args.size)
+    files = quantize_export(prefix, calibration_batches([img], pre.input_batch))
+    return ex.OnnxRunner(files["onnx"], threads=args.threads)
+
+
 def _ratios(forward):
-    """Each mxnet variant's time over the first (default) variant's, per model and batch."""
+    """Each variant's time over its engine's first variant's, per model and batch."""
     out = []
     for r in forward:
-        if r["engine"] != "mxnet":
-            continue
-        base = next(b for b in forward if b["engine"] == "mxnet" and
+        base = next(b for b in forward if b["engine"] == r["engine"] and
                     b["model"] == r["model"] and b["batch"] == r["batch"])
         if base is r:
             continue
@@ -280,6 +296,9 @@ def main(argv=None):
                     ex.export_network(net, prefix, meta)
                     runners[eng] = {"onnx": ex.OnnxRunner(prefix + ".onnx",
                                                           threads=args.threads)}
+                    if args.int8:
+                        bar.set_postfix_str(f"quantizing {name} to INT8")
+                        runners[eng]["onnx-int8"] = _int8_runner(prefix, skel, args, img)
             for eng in engines:
                 for b in batches:
                     bar.set_postfix_str(f"{name} {eng} batch {b}")
@@ -337,8 +356,8 @@ def main(argv=None):
               f"{r['ms_per_image']:9.1f} {r['images_per_s']:9.2f}")
     ratios = _ratios(forward)
     if ratios:
-        print("\nsame-run ratios, mxnet engine (time of the variant / time of the default "
-              "form; > 1: the default is faster), mean (best):")
+        print("\nsame-run ratios (time of the variant / time of the engine's first "
+              "variant; > 1: the first is faster), mean (best):")
         for r in ratios:
             print(f"{r['model']:18s} batch {r['batch']:<3d} {r['variant']:17s} "
                   f"{r['ratio_mean']:6.3f} ({r['ratio_best']:.3f})")
