@@ -218,7 +218,8 @@ def _ratios(forward):
         out.append({"model": r["model"], "batch": r["batch"], "variant": r["variant"],
                     "baseline": base["variant"],
                     "ratio_mean": r["ms_per_batch"] / base["ms_per_batch"],
-                    "ratio_best": r["ms_per_batch_best"] / base["ms_per_batch_best"]})
+                    "ratio_best": r["ms_per_batch_best"] / base["ms_per_batch_best"],
+                    "ratio_median": r["ms_per_batch_median"] / base["ms_per_batch_median"]})
     return out
 
 
@@ -315,6 +316,7 @@ def main(argv=None):
                                         "batch": b, "size": args.size, "iters": args.iters,
                                         "ms_per_batch": 1e3 * mean,
                                         "ms_per_batch_best": 1e3 * best,
+                                        "ms_per_batch_median": 1e3 * float(np.median(ts)),
                                         "ms_per_image": 1e3 * mean / b,
                                         "images_per_s": b / mean})
                     bar.update()
@@ -357,10 +359,10 @@ def main(argv=None):
     ratios = _ratios(forward)
     if ratios:
         print("\nsame-run ratios (time of the variant / time of the engine's first "
-              "variant; > 1: the first is faster), mean (best):")
+              "variant; > 1: the first is faster), median, mean, best:")
         for r in ratios:
             print(f"{r['model']:18s} batch {r['batch']:<3d} {r['variant']:17s} "
-                  f"{r['ratio_mean']:6.3f} ({r['ratio_best']:.3f})")
+                  f"{r['ratio_median']:6.3f} {r['ratio_mean']:6.3f} {r['ratio_best']:6.3f}")
     if e2e:
         h, w = img.shape[:2]
         print(f"\nend to end on {os.path.basename(image_path)} ({w}x{h}, scale 1, no flip, "
