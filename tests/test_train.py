@@ -392,3 +392,17 @@ def test_bench_train_small(tmp_path):
     assert [x["mode"] for x in res] == ["train+data", "train only", "data only"]
     assert all(x["img_per_s"] > 0 for x in res)
     assert 0 <= res[0]["data_wait"] <= 1
+
+
+def test_bench_train_activation_forms(tmp_path):
+    # --act both: the old form (model.kwargs.act='relu_op') through the same trainer
+    out = tmp_path / "bench.json"
+    r = _cli([os.path.join(ROOT, "tools", "bench_train.py"), "--models", "lwpose_mobilenet",
+              "--size", "32", "--iters", "1", "--warmup", "0", "--act", "both", "--no-data",
+              "--json", str(out)])
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc = json.load(open(out))
+    assert [(x["variant"], x["mode"]) for x in doc["results"]] == \
+        [("activation", "train only"), ("relu_op", "train only")]
+    assert [(x["variant"], x["baseline"]) for x in doc["ratios"]] == [("relu_op", "activation")]
+    assert doc["ratios"][0]["speed_ratio"] > 0
