@@ -2,10 +2,17 @@
 
 Importing the package is cheap: subpackages (and MXNet itself) load on first use,
 e.g. ``mxpose.skeleton``, ``mxpose.data``, ``mxpose.model_zoo``.
+
+Importing it also sets ``OMP_NUM_THREADS`` to the usable core count unless it is set
+already (or MXNet was imported first), so MXNet uses every core: see
+:func:`mxpose._threads.use_all_cores`.
 """
 import importlib
 
+from ._threads import use_all_cores as _use_all_cores
 from ._version import __version__
+
+_use_all_cores()
 
 __all__ = ["__version__", "skeleton", "config", "data", "targets", "decode", "model_zoo", "caffe_import",
            "loss", "train", "infer", "eval", "viz", "export", "cli"]

@@ -7,22 +7,15 @@ import os
 import sys
 from typing import List, Optional, Sequence
 
+# One implementation, shared with the library (``import mxpose`` already called it; the
+# tools call it again, harmlessly, before they import mxnet).
+from ._threads import use_all_cores
+
 __all__ = ["use_all_cores", "CLIError", "add_checkpoint_args", "add_predictor_args", "resolve_run",
            "parse_iterations", "predictor_options", "build_predictor", "load_predictor",
            "load_exported_predictor", "onnx_cache_prefix", "load_onnx_predictor",
            "context_from_args", "run_main", "os_error_message", "check_output_file",
            "checked_write", "checked_video_writer", "check_video_written"]
-
-
-def use_all_cores():
-    """Let MXNet's CPU operators use every core this process may run on.
-
-    Left alone, the mxnet 1.9.1 wheel runs its OpenMP operators on one thread on small
-    VMs (measured on 2 cores: training 25 img/s with 1 thread, 40 with 2). An explicit
-    ``OMP_NUM_THREADS`` is respected. Must run before ``import mxnet``.
-    """
-    if "OMP_NUM_THREADS" not in os.environ and hasattr(os, "sched_getaffinity"):
-        os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0))))
 
 
 class CLIError(Exception):

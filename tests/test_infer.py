@@ -397,3 +397,22 @@ def test_bench_infer_help_and_tiny_run(tmp_path, media):
     assert doc["forward"][0]["ms_per_batch"] > 0 and len(doc["end_to_end"]) == 1
     bad = _bench("--models", "resnet", "--frames", "0")
     assert bad.returncode == 2 and "unknown model" in bad.stderr
+
+
+def test_bench_infer_activation_forms_fusion_and_reference(tmp_path):
+    import json
+    path = str(tmp_path / "bench.json")
+    out = _bench("--models", "lwpose_mobilenet,cpm_vgg19", "--batches", "1", "--size", "32",
+                 "--iters", "1", "--warmup", "0", "--frames", "0", "--engines", "mxnet",
+                 "--act", "both", "--mkldnn", "--reference", "--json", path,
+                 "--no-progress")
+    assert out.returncode == 0, out.stderr
+    doc = json.load(open(path))
+    rows = [(r["model"], r["variant"]) for r in doc["forward"]]
+    lw = ["activation", "relu_op", "activation+mkldnn"]
+    assert rows == [("lwpose_mobilenet", v) for v in lw] + \
+        [("cpm_vgg19", v) for v in lw + ["plain_gluon"]]
+    # every variant is compared with the default form of its model, in the same run
+    assert [(r["model"], r["variant"], r["baseline"]) for r in doc["ratios"]] == \
+        [(m, v, "activation") for m, v in rows if v != "activation"]
+    assert all(r["ratio_median"] > 0 for r in doc["ratios"])

@@ -252,3 +252,81 @@ def test_pretrained_errors(gluoncv_files, tmp_path):
 def test_classes_exported():
     assert isinstance(get_model("cpm_vgg19", num_stages=1), CPMVGG19)
     assert isinstance(get_model("lwpose_mobilenet"), LWPoseMobileNet)
+
+
+# ---------------------------------------------------------------------------------------
+# Activation form: oneDNN's Activation by default, the old relu operator on request
+# ---------------------------------------------------------------------------------------
+def _graph_ops(net, shape):
+    net.hybridize()
+    net(mx.nd.zeros(shape))
+    sym = net._cached_graph[1]
+    import json
+    return [n["op"] for n in json.loads(sym.tojson())["nodes"]]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_activation_form_same_names_and_outputs(case):
+    new, _ = _build(case)
+    old, _ = _build(case, act="relu_op")
+    assert new.act == "activation" and old.act == "relu_op"
+    names = sorted(new._collect_params_with_prefix())
+    assert names == sorted(old._collect_params_with_prefix())
+    new.initialize()
+    _reinit_he(new)
+    old.initialize()
+    for k, p in old._collect_params_with_prefix().items():
+        p.set_data(new._collect_params_with_prefix()[k].data())
+    x = mx.nd.random.uniform(-0.5, 0.5, (1, 3, 48, 40))
+    for a, b in zip(new(x), old(x)):
+        np.testing.assert_allclose(a.asnumpy(), b.asnumpy(), rtol=1e-5, atol=1e-6)
+    # The ops really differ: every ReLU is an Activation in the new graph, none in the old.
+    ops_new, ops_old = _graph_ops(new, (1, 3, 48, 40)), _graph_ops(old, (1, 3, 48, 40))
+    assert "relu" not in ops_new and ops_new.count("Activation") == ops_old.count("relu") > 0
+    assert "Activation" not in ops_old
+
+
+def test_activation_form_checked_and_passed_through_get_model():
+    with pytest.raises(ValueError, match="act must be one of"):
+        get_model("lwpose_mobilenet", act="gelu")
+    with pytest.raises(ValueError, match="act must be one of"):
+        get_model("cpm_vgg19", num_stages=1, act="Relu")
+    assert get_model("cpm_vgg19", num_stages=1, act="relu_op").act == "relu_op"
+
+
+def test_plain_gluon_reference_is_the_same_network():
+    # The benchmarks' speed reference must compute CPMVGG19's function: weights copied by
+    # position give the same outputs, and the parameter count is the same.
+    from mxpose.model_zoo.plain_cpm import PlainCPM
+    ours, plain = get_model("cpm_vgg19", num_stages=2), PlainCPM(num_stages=2)
+    ours.initialize()
+    _reinit_he(ours)
+    plain.initialize()
+    x = mx.nd.random.uniform(-0.5, 0.5, (1, 3, 40, 48))
+    ours(x), plain(x)
+    src, dst = list(ours.collect_params().values()), list(plain.collect_params().values())
+    assert [p.shape for p in src] == [p.shape for p in dst]
+    for a, b in zip(src, dst):
+        b.set_data(a.data())
+    for a, b in zip(ours(x), plain(x)):
+        np.testing.assert_allclose(a.asnumpy(), b.asnumpy(), rtol=1e-5, atol=1e-6)
+    # ... and is the same graph for MXNet: the same operators in the same order, so the
+    # two run the same kernels (what the benchmarks' timing comparison relies on).
+    def ops(net):
+        return [op for op in _graph_ops(net, (1, 3, 40, 48)) if op != "null"]
+    assert ops(ours) == ops(plain)
+    old = get_model("cpm_vgg19", num_stages=2, act="relu_op")
+    old.initialize()
+    assert ops(old) != ops(plain)
+
+
+def test_register_model(monkeypatch):
+    import mxpose.model_zoo as zoo
+    from mxpose.model_zoo import register_model
+    monkeypatch.setattr(zoo, "_MODELS", dict(zoo._MODELS))   # leave the real one alone
+    from mxpose.model_zoo.plain_cpm import NAME, PlainCPM
+    register_model(NAME, PlainCPM)
+    register_model(NAME, PlainCPM)          # same constructor again: fine
+    assert isinstance(get_model(NAME, num_stages=1), PlainCPM)
+    with pytest.raises(ValueError, match="taken"):
+        register_model("cpm_vgg19", PlainCPM)

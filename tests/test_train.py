@@ -568,3 +568,17 @@ def test_cli_disk_full_at_a_checkpoint_is_one_line(synthetic_db, tmp_path):
     prefix = os.path.join(str(tmp_path), "synthetic_lwpose", "lwpose_mobilenet")
     assert list_checkpoints(prefix) == [2]                  # the earlier one is intact
     assert not [f for f in os.listdir(os.path.dirname(prefix)) if ".tmp" in f]
+
+
+def test_bench_train_activation_forms(tmp_path):
+    # --act both: the old form (model.kwargs.act='relu_op') through the same trainer
+    out = tmp_path / "bench.json"
+    r = _cli([os.path.join(ROOT, "tools", "bench", "bench_train.py"), "--models", "lwpose_mobilenet",
+              "--size", "32", "--iters", "1", "--warmup", "0", "--act", "both", "--no-data",
+              "--json", str(out)])
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc = json.load(open(out))
+    assert [(x["variant"], x["mode"]) for x in doc["results"]] == \
+        [("activation", "train only"), ("relu_op", "train only")]
+    assert [(x["variant"], x["baseline"]) for x in doc["ratios"]] == [("relu_op", "activation")]
+    assert doc["ratios"][0]["speed_ratio"] > 0

@@ -16,6 +16,7 @@ Examples:
       --images val2017 --weights pose_iter_440000.params -c experiments/cpm_vgg19_coco.yaml \\
       --cmu-scales
   python tools/evaluate.py --db data/coco_val.db --oracle          # decoder ceiling
+  python tools/evaluate.py --db data/coco_val.db --exported export/lw-int8.onnx  # an export
 """
 import argparse
 import json
@@ -40,6 +41,13 @@ def build_parser():
     add_checkpoint_args(p, many=True)
     add_predictor_args(p)
     o = p.add_argument_group("run")
+    o.add_argument("--exported", default=None, metavar="PATH",
+                   help="score a model written by tools/export.py (X.onnx, X-int8.onnx, "
+                        "X-symbol.json or the prefix X) instead of a checkpoint; its sidecar "
+                        "gives skeleton, boxsize and decoder settings")
+    o.add_argument("--engine", default="onnx", choices=("onnx", "symbol"),
+                   help="runtime of --exported: onnxruntime (default) or MXNet's symbol "
+                        "files")
     o.add_argument("--oracle", action="store_true",
                    help="decode ground-truth maps instead of running a network (the "
                         "decoder's ceiling)")
@@ -162,7 +170,15 @@ def main(argv=None):
                     json.dump(res.results, f)
         return out
 
-    if args.oracle:
+    if args.exported:
+        pred = _exported_predictor(args)
+        from mxpose.exported import export_files
+        files = export_files(args.exported)
+        figures = {"exported": evaluate(args.exported, predictor=pred,
+                                        model_name=f"export ({args.engine})",
+                                        checkpoint=files["onnx" if args.engine == "onnx"
+                                                         else "params"])}
+    elif args.oracle:
         from mxpose.config import load_config
         from mxpose.skeleton import get_skeleton
         from mxpose.data.dataset import is_auto
@@ -236,6 +252,18 @@ def _best_table(rows, figures) -> dict:
             "checkpoint": entry["card"]["model"]["checkpoint"], "coco": entry["coco"],
             "card": entry["card"],
             "table": [{"iteration": int(it), "AP": float(ap)} for it, ap in rows]}
+
+
+def _exported_predictor(args):
+    """Predictor.from_exported for --exported, with the inference flags as overrides."""
+    from mxpose.cli import predictor_options
+    from mxpose.infer import Predictor
+    if args.oracle or args.weights or args.epochs or args.epoch is not None:
+        raise CLIError("--exported scores the exported file alone: drop --oracle/--weights/"
+                       "--epoch/--epochs")
+    kw = predictor_options(args)
+    ctx = context_from_args(args) if args.engine == "symbol" else None
+    return Predictor.from_exported(args.exported, engine=args.engine, ctx=ctx, **kw)
 
 
 def _plot(rows, path, title):

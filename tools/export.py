@@ -22,8 +22,16 @@ Run an export:
   pred = Predictor.from_exported("X", engine="onnx")    # or engine="symbol"
   people, scores = pred(bgr_image)
 
+INT8 (--int8, CPU deployment): also writes X-int8.onnx and X-int8-meta.json, a statically
+quantized copy of X.onnx (onnxruntime.quantization: int8 per-channel weights, uint8
+activations whose ranges are calibrated by running X.onnx on --calib-images images of
+the --calib-split split of --calib-db, preprocessed as the Predictor does at its test
+scales). Run it with Predictor.from_exported("X-int8.onnx", engine="onnx"); score its AP
+with tools/evaluate.py --exported X-int8.onnx and time it with tools/bench/bench_infer.py.
+
 Examples:
   python tools/export.py --epoch 8600 --verify
+  python tools/export.py --epoch 8600 --int8 --calib-db data/coco_val.db --calib-images 100
   python tools/export.py -c experiments/cpm_vgg19_coco.yaml --weights pose_iter_440000.params \\
       --out export/cmu_coco --formats onnx
 """
@@ -56,6 +64,18 @@ def build_parser():
                         "package, onnx<1.16 for MXNet 1.9.1)")
     o.add_argument("--all-stages", action="store_true",
                    help="keep every stage's outputs (default: only the last stage's)")
+    q = p.add_argument_group("INT8 quantization")
+    q.add_argument("--int8", action="store_true",
+                   help="also write X-int8.onnx, statically quantized (needs --calib-db)")
+    q.add_argument("--calib-db", default=None, metavar="DB",
+                   help="pose DB whose images calibrate the INT8 activation ranges")
+    q.add_argument("--calib-split", default="val",
+                   help="split of --calib-db to calibrate on (default: val)")
+    q.add_argument("--calib-images", type=int, default=64, metavar="N",
+                   help="calibration images, a seeded random subset (default: 64)")
+    q.add_argument("--calib-method", default="minmax",
+                   choices=("minmax", "entropy", "percentile"),
+                   help="how ranges are chosen from the calibration runs (default: minmax)")
     v = p.add_argument_group("verification")
     v.add_argument("--verify", action="store_true",
                    help="check the exported files against the network on a real image")
@@ -74,6 +94,39 @@ def _default_out(args, cfg, prefix, it):
         return os.path.join("export", os.path.splitext(os.path.basename(args.weights))[0])
     return os.path.join(os.path.dirname(prefix) or ".", "export",
                         "%s-%04d" % (os.path.basename(prefix), it))
+
+
+def _calibration_images(args, formats):
+    """The --int8 calibration images (None without --int8), read before any export so a
+    bad calibration set fails first."""
+    if not args.int8:
+        if args.calib_db:
+            raise CLIError("--calib-db is only used with --int8")
+        return None
+    if "onnx" not in formats:
+        raise CLIError("--int8 quantizes the ONNX model: keep onnx in --formats")
+    if not args.calib_db:
+        raise CLIError("--int8 needs --calib-db DB (images to calibrate the INT8 ranges on)")
+    from mxpose.quantize import calibration_images
+    return calibration_images(args.calib_db, args.calib_split, args.calib_images)
+
+
+def _write_int8(args, out, pred, images):
+    from tqdm import tqdm
+    from mxpose.quantize import calibration_batches, quantize_export
+    t0 = time.perf_counter()
+    info = {"db": os.path.abspath(args.calib_db), "split": args.calib_split,
+            "images": len(images), "scales": list(pred.scales)}
+    with tqdm(total=len(images) * len(pred.scales), desc="calibrating INT8",
+              unit="input") as bar:
+        files = quantize_export(out, calibration_batches(images, pred.input_batch,
+                                                         pred.scales),
+                                method=args.calib_method, calibration=info,
+                                progress=bar.update)
+    print(f"INT8 model calibrated on {len(images)} image(s) of {args.calib_db} "
+          f"[{args.calib_split}] in {time.perf_counter() - t0:.1f} s:")
+    for k in ("onnx", "meta"):
+        print(f"  {k:7s} {files[k]} ({os.path.getsize(files[k]) / 2**20:.1f} MiB)")
 
 
 def main(argv=None):
@@ -103,6 +156,7 @@ def main(argv=None):
             raise CLIError(f"verification image {path} does not exist (pass --image)")
         image = read_image(path)     # an undecodable file: one line from run_main
 
+    calib = _calibration_images(args, formats)
     cfg, prefix, it, pred = load_predictor(args)
     ctx = pred.ctx
     net = pred.net
@@ -129,6 +183,8 @@ def main(argv=None):
     for k in ("symbol", "params", "onnx", "meta"):
         if k in files:
             print(f"  {k:7s} {files[k]} ({os.path.getsize(files[k]) / 2**20:.1f} MiB)")
+    if calib is not None:
+        _write_int8(args, out, pred, calib)
     if not args.verify:
         return 0
 

@@ -28,7 +28,7 @@ from .lwpose_mobilenet import LWPoseMobileNet, lwpose_mobilenet
 from .paffirst_vgg19 import PAFFIRST_CONFIGS, PafFirstVGG19, paffirst_vgg19
 from .pretrained import base_parameters, load_pretrained_base
 
-__all__ = ["ModelError", "get_model", "list_models", "pair_outputs", "resolve_sizes", "CPMVGG19",
+__all__ = ["ModelError", "get_model", "list_models", "register_model", "pair_outputs", "resolve_sizes", "CPMVGG19",
            "cpm_vgg19", "LWPoseMobileNet", "lwpose_mobilenet", "load_pretrained_base",
            "base_parameters", "PafFirstVGG19", "paffirst_vgg19", "PAFFIRST_CONFIGS"]
 
@@ -42,6 +42,14 @@ _MODELS = {
 def list_models():
     """Names :func:`get_model` accepts, sorted."""
     return sorted(_MODELS)
+
+
+def register_model(name: str, ctor):
+    """Make ``get_model(name, **kw)`` call ``ctor(**kw)`` (e.g. a benchmark's reference
+    network run through the real trainer). An existing name is an error."""
+    if name in _MODELS and _MODELS[name] is not ctor:
+        raise ValueError(f"model name {name!r} is taken")
+    _MODELS[name] = ctor
 
 
 def get_model(name: str, **kwargs):

@@ -1,12 +1,37 @@
-"""Pieces shared by the pose networks: output sizes from a skeleton, output pairing."""
+"""Pieces shared by the pose networks: output sizes from a skeleton, output pairing, the
+activation form."""
 from __future__ import annotations
 
 from typing import List, Optional, Sequence, Tuple
 
-__all__ = ["resolve_sizes", "pair_outputs", "COCO_SIZES"]
+__all__ = ["resolve_sizes", "pair_outputs", "COCO_SIZES", "ACT_FORMS", "check_act", "relu"]
 
 # (num_heatmaps, num_pafs) of OpenPose's COCO body: 18 parts + background, 19 limbs.
 COCO_SIZES = (19, 38)
+
+# How a network writes its ReLUs. Both compute the same function with no parameters;
+# they differ in speed on CPU. 'activation' (the default) is ``Activation(act_type=relu)``,
+# an operator MXNet 1.9's oneDNN backend implements: the convolution's output stays in
+# oneDNN's blocked memory layout and the oneDNN subgraph pass can fuse it into the
+# convolution. 'relu_op' is the plain ``relu`` operator, which has no oneDNN kernel: every
+# one forces a reorder back to the default layout and runs single-threaded elementwise
+# code (measured in docs/PERFORMANCE.md: LW OpenPose forward ~1.7x slower). It is kept so
+# the benchmarks can time the old form beside the new one in the same run.
+ACT_FORMS = ("activation", "relu_op")
+
+
+def check_act(act: str) -> str:
+    """Validate an activation form name (one of :data:`ACT_FORMS`) and return it."""
+    if act not in ACT_FORMS:
+        raise ValueError(f"act must be one of {', '.join(ACT_FORMS)}, got {act!r}")
+    return act
+
+
+def relu(F, x, act: str = "activation"):
+    """ReLU of ``x`` written in the activation form ``act`` (see :data:`ACT_FORMS`)."""
+    if act == "relu_op":
+        return F.relu(x)
+    return F.Activation(x, act_type="relu")
 
 
 def resolve_sizes(num_heatmaps: Optional[int], num_pafs: Optional[int],

@@ -29,7 +29,7 @@ from typing import List, Optional, Tuple
 import mxnet as mx
 from mxnet.gluon import HybridBlock, nn
 
-from .common import resolve_sizes
+from .common import check_act, relu, resolve_sizes
 
 __all__ = ["CPMVGG19", "cpm_vgg19", "VGG19_LAYERS"]
 
@@ -61,6 +61,9 @@ class CPMVGG19(HybridBlock):
         S >= 1 prediction stages (CMU: 6).
     skeleton : str or Skeleton, optional
         Gives ``num_heatmaps``/``num_pafs`` when those are not passed.
+    act : {'activation', 'relu_op'}
+        How the ReLUs are written (:data:`mxpose.model_zoo.common.ACT_FORMS`); same
+        parameters and outputs, 'activation' is the fast one on CPU.
 
     Outputs
     -------
@@ -71,8 +74,9 @@ class CPMVGG19(HybridBlock):
     """
 
     def __init__(self, num_heatmaps: Optional[int] = None, num_pafs: Optional[int] = None,
-                 num_stages: int = 6, skeleton=None, **kwargs):
+                 num_stages: int = 6, skeleton=None, act: str = "activation", **kwargs):
         super().__init__(**kwargs)
+        self.act = check_act(act)
         self.num_heatmaps, self.num_pafs = resolve_sizes(num_heatmaps, num_pafs, skeleton)
         if int(num_stages) < 1:
             raise ValueError(f"num_stages must be >= 1, got {num_stages}")
@@ -126,7 +130,7 @@ class CPMVGG19(HybridBlock):
 
     def hybrid_forward(self, F, x):
         for name in self._trunk:
-            x = self.pool(x) if name is None else F.relu(getattr(self, name)(x))
+            x = self.pool(x) if name is None else relu(F, getattr(self, name)(x), self.act)
         feat = x
         outputs = []
         prev = None
@@ -138,7 +142,7 @@ class CPMVGG19(HybridBlock):
                 for i, name in enumerate(names):
                     y = getattr(self, name)(y)
                     if i < len(names) - 1:
-                        y = F.relu(y)
+                        y = relu(F, y, self.act)
                 pair.append(y)
             prev = pair
             outputs.extend(pair)
@@ -146,7 +150,8 @@ class CPMVGG19(HybridBlock):
 
 
 def cpm_vgg19(num_heatmaps: Optional[int] = None, num_pafs: Optional[int] = None,
-              num_stages: int = 6, skeleton=None, **kwargs) -> CPMVGG19:
+              num_stages: int = 6, skeleton=None, act: str = "activation",
+              **kwargs) -> CPMVGG19:
     """Build :class:`CPMVGG19` (uninitialised; call ``initialize()`` or load weights)."""
     return CPMVGG19(num_heatmaps=num_heatmaps, num_pafs=num_pafs, num_stages=num_stages,
-                    skeleton=skeleton, **kwargs)
+                    skeleton=skeleton, act=act, **kwargs)

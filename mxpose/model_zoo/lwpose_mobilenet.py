@@ -23,7 +23,7 @@ from typing import Optional
 import mxnet as mx
 from mxnet.gluon import HybridBlock, nn
 
-from .common import resolve_sizes
+from .common import check_act, relu, resolve_sizes
 
 __all__ = ["LWPoseMobileNet", "lwpose_mobilenet"]
 
@@ -49,24 +49,27 @@ def _conv(cout, k, cin, stride=1, dilation=1, groups=1, bias=True, init=_HE):
 
 
 class _ConvBNReLU(HybridBlock):
-    def __init__(self, cout, k, cin, stride=1, dilation=1, groups=1, **kwargs):
+    def __init__(self, cout, k, cin, stride=1, dilation=1, groups=1, act="activation",
+                 **kwargs):
         super().__init__(**kwargs)
+        self.act = act
         with self.name_scope():
             self.conv = _conv(cout, k, cin, stride, dilation, groups, bias=False)
             self.bn = nn.BatchNorm(in_channels=cout)
 
     def hybrid_forward(self, F, x):
-        return F.relu(self.bn(self.conv(x)))
+        return relu(F, self.bn(self.conv(x)), self.act)
 
 
 class _ConvReLU(HybridBlock):
-    def __init__(self, cout, k, cin, dilation=1, **kwargs):
+    def __init__(self, cout, k, cin, dilation=1, act="activation", **kwargs):
         super().__init__(**kwargs)
+        self.act = act
         with self.name_scope():
             self.conv = _conv(cout, k, cin, dilation=dilation)
 
     def hybrid_forward(self, F, x):
-        return F.relu(self.conv(x))
+        return relu(F, self.conv(x), self.act)
 
 
 class _DWSeparableELU(HybridBlock):
@@ -84,14 +87,14 @@ class _DWSeparableELU(HybridBlock):
 
 
 class _CPMLite(HybridBlock):
-    def __init__(self, cin, c, **kwargs):
+    def __init__(self, cin, c, act="activation", **kwargs):
         super().__init__(**kwargs)
         with self.name_scope():
-            self.align = _ConvReLU(c, 1, cin)
+            self.align = _ConvReLU(c, 1, cin, act=act)
             self.trunk = nn.HybridSequential()
             for _ in range(3):
                 self.trunk.add(_DWSeparableELU(c))
-            self.conv = _ConvReLU(c, 3, c)
+            self.conv = _ConvReLU(c, 3, c, act=act)
 
     def hybrid_forward(self, F, x):
         x = self.align(x)
@@ -101,10 +104,10 @@ class _CPMLite(HybridBlock):
 class _Head(HybridBlock):
     """1x1 conv + ReLU, then 1x1 conv to the output channels."""
 
-    def __init__(self, cin, mid, cout, **kwargs):
+    def __init__(self, cin, mid, cout, act="activation", **kwargs):
         super().__init__(**kwargs)
         with self.name_scope():
-            self.hidden = _ConvReLU(mid, 1, cin)
+            self.hidden = _ConvReLU(mid, 1, cin, act=act)
             self.out = _conv(cout, 1, mid, init=_OUT)
 
     def hybrid_forward(self, F, x):
@@ -112,14 +115,14 @@ class _Head(HybridBlock):
 
 
 class _InitialStage(HybridBlock):
-    def __init__(self, c, head_c, num_heatmaps, num_pafs, **kwargs):
+    def __init__(self, c, head_c, num_heatmaps, num_pafs, act="activation", **kwargs):
         super().__init__(**kwargs)
         with self.name_scope():
             self.trunk = nn.HybridSequential()
             for _ in range(3):
-                self.trunk.add(_ConvReLU(c, 3, c))
-            self.heat = _Head(c, head_c, num_heatmaps)
-            self.paf = _Head(c, head_c, num_pafs)
+                self.trunk.add(_ConvReLU(c, 3, c, act=act))
+            self.heat = _Head(c, head_c, num_heatmaps, act=act)
+            self.paf = _Head(c, head_c, num_pafs, act=act)
 
     def hybrid_forward(self, F, x):
         y = self.trunk(x)
@@ -127,12 +130,13 @@ class _InitialStage(HybridBlock):
 
 
 class _RefinementBlock(HybridBlock):
-    def __init__(self, cin, c, **kwargs):
+    def __init__(self, cin, c, act="activation", **kwargs):
         super().__init__(**kwargs)
         with self.name_scope():
-            self.initial = _ConvReLU(c, 1, cin)
+            self.initial = _ConvReLU(c, 1, cin, act=act)
             self.trunk = nn.HybridSequential()
-            self.trunk.add(_ConvBNReLU(c, 3, c), _ConvBNReLU(c, 3, c, dilation=2))
+            self.trunk.add(_ConvBNReLU(c, 3, c, act=act),
+                           _ConvBNReLU(c, 3, c, dilation=2, act=act))
 
     def hybrid_forward(self, F, x):
         x = self.initial(x)
@@ -140,14 +144,15 @@ class _RefinementBlock(HybridBlock):
 
 
 class _RefinementStage(HybridBlock):
-    def __init__(self, cin, c, num_heatmaps, num_pafs, num_blocks=5, **kwargs):
+    def __init__(self, cin, c, num_heatmaps, num_pafs, num_blocks=5, act="activation",
+                 **kwargs):
         super().__init__(**kwargs)
         with self.name_scope():
             self.trunk = nn.HybridSequential()
             for i in range(num_blocks):
-                self.trunk.add(_RefinementBlock(cin if i == 0 else c, c))
-            self.heat = _Head(c, c, num_heatmaps)
-            self.paf = _Head(c, c, num_pafs)
+                self.trunk.add(_RefinementBlock(cin if i == 0 else c, c, act=act))
+            self.heat = _Head(c, c, num_heatmaps, act=act)
+            self.paf = _Head(c, c, num_pafs, act=act)
 
     def hybrid_forward(self, F, x):
         y = self.trunk(x)
@@ -172,6 +177,10 @@ class LWPoseMobileNet(HybridBlock):
         Hidden width of the initial stage's heads; default ``4 * num_channels`` (512).
     skeleton : str or Skeleton, optional
         Gives the output sizes when they are not passed.
+    act : {'activation', 'relu_op'}
+        How the ReLUs are written (:data:`mxpose.model_zoo.common.ACT_FORMS`); same
+        parameters and outputs, 'activation' is the fast one on CPU. The ELUs of CPM-lite
+        are ``LeakyReLU(act_type='elu')``, oneDNN's form, either way.
 
     Outputs
     -------
@@ -181,8 +190,10 @@ class LWPoseMobileNet(HybridBlock):
 
     def __init__(self, num_heatmaps: Optional[int] = None, num_pafs: Optional[int] = None,
                  num_refinement: int = 1, width_mult: float = 1.0, num_channels: int = 128,
-                 head_channels: Optional[int] = None, skeleton=None, **kwargs):
+                 head_channels: Optional[int] = None, skeleton=None, act: str = "activation",
+                 **kwargs):
         super().__init__(**kwargs)
+        self.act = check_act(act)
         self.num_heatmaps, self.num_pafs = resolve_sizes(num_heatmaps, num_pafs, skeleton)
         if int(num_refinement) < 0:
             raise ValueError(f"num_refinement must be >= 0, got {num_refinement}")
@@ -200,17 +211,18 @@ class LWPoseMobileNet(HybridBlock):
 
         with self.name_scope():
             self.backbone = nn.HybridSequential()
-            self.backbone.add(_ConvBNReLU(w(32), 3, 3, stride=2))
+            self.backbone.add(_ConvBNReLU(w(32), 3, 3, stride=2, act=act))
             for dw, pw, s, d in _MOBILENET_DW:
                 self.backbone.add(_ConvBNReLU(w(dw), 3, w(dw), stride=s, dilation=d,
-                                              groups=w(dw)))
-                self.backbone.add(_ConvBNReLU(w(pw), 1, w(dw)))
-            self.cpm = _CPMLite(w(512), c)
-            self.initial = _InitialStage(c, head_c, self.num_heatmaps, self.num_pafs)
+                                              groups=w(dw), act=act))
+                self.backbone.add(_ConvBNReLU(w(pw), 1, w(dw), act=act))
+            self.cpm = _CPMLite(w(512), c, act=act)
+            self.initial = _InitialStage(c, head_c, self.num_heatmaps, self.num_pafs, act=act)
             self.refinement = nn.HybridSequential()
             for _ in range(self.num_refinement):
                 self.refinement.add(_RefinementStage(c + self.num_heatmaps + self.num_pafs, c,
-                                                     self.num_heatmaps, self.num_pafs))
+                                                     self.num_heatmaps, self.num_pafs,
+                                                     act=act))
 
     def hybrid_forward(self, F, x):
         feat = self.cpm(self.backbone(x))
@@ -225,9 +237,9 @@ class LWPoseMobileNet(HybridBlock):
 def lwpose_mobilenet(num_heatmaps: Optional[int] = None, num_pafs: Optional[int] = None,
                      num_refinement: int = 1, width_mult: float = 1.0, num_channels: int = 128,
                      head_channels: Optional[int] = None, skeleton=None,
-                     **kwargs) -> LWPoseMobileNet:
+                     act: str = "activation", **kwargs) -> LWPoseMobileNet:
     """Build :class:`LWPoseMobileNet` (uninitialised)."""
     return LWPoseMobileNet(num_heatmaps=num_heatmaps, num_pafs=num_pafs,
                            num_refinement=num_refinement, width_mult=width_mult,
                            num_channels=num_channels, head_channels=head_channels,
-                           skeleton=skeleton, **kwargs)
+                           skeleton=skeleton, act=act, **kwargs)

@@ -15,13 +15,28 @@ Networks have random weights: forward times do not depend on them, but the decod
 does (a random network's maps have no people but may have many spurious peaks), so it is
 not representative here: tools/bench/bench_decode.py times the decoder on maps with people.
 
+Variants of the mxnet engine, timed in the same run, round robin (one pass of each in
+turn, so load on a shared machine hits them alike):
+  --act both      the networks with their ReLUs as oneDNN's Activation (the default form)
+                  and as the old plain relu operator (act='relu_op'), same weights;
+  --mkldnn        also the Activation form after optimize_for(backend='MKLDNN'), MXNet's
+                  oneDNN subgraph fusion (inference only);
+  --reference     for cpm_vgg19, also the same network written as plain Gluon
+                  (Conv2D(activation='relu'), mxpose.model_zoo.plain_cpm).
+And of the onnx engine: --int8 also times the INT8 model of mxpose.quantize (calibrated
+on the end-to-end image, or on random inputs with --frames 0: the ranges do not change
+its speed).
+The summary gives each variant's time relative to the default form.
+
 cpm_vgg19 and paffirst_vgg19 (OpenPose BODY_25's network; its exact output sizes with
 --skeleton body25) are slow on a CPU (seconds per 368x368 image): the defaults keep the
-number of passes small. On a shared machine the numbers are inflated by other load.
+number of passes small. On a shared machine the numbers are inflated by other load: compare the
+variants of one run, not runs.
 
 Examples:
   python tools/bench/bench_infer.py
   python tools/bench/bench_infer.py --models lwpose_mobilenet --batches 1,8 --iters 5 --json b.json
+  python tools/bench/bench_infer.py --batches 1 --act both --mkldnn --reference --engines mxnet
 """
 import argparse
 import json
@@ -67,6 +82,16 @@ def build_parser():
     p.add_argument("--gpus", default="", help="GPU id for the mxnet engine (default: CPU)")
     p.add_argument("--threads", type=int, default=0,
                    help="onnxruntime intra-op threads (default: its own choice)")
+    p.add_argument("--act", default="activation", choices=("activation", "relu_op", "both"),
+                   help="activation form of the mxnet engine's networks: oneDNN's "
+                        "Activation (default), the old relu operator, or both")
+    p.add_argument("--mkldnn", action="store_true",
+                   help="also time the Activation form after optimize_for(backend='MKLDNN')")
+    p.add_argument("--reference", action="store_true",
+                   help="also time cpm_vgg19 written as plain Gluon "
+                        "(Conv2D(activation='relu'))")
+    p.add_argument("--int8", action="store_true",
+                   help="onnx engine: also time the statically quantized INT8 model")
     p.add_argument("--json", default=None, metavar="PATH",
                    help="also write every figure to this JSON file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -118,14 +143,85 @@ def _device(ctx):
 
 
 def _time(fn, iters, warmup):
+    return _time_round_robin({"": fn}, iters, warmup)[""]
+
+
+def _time_round_robin(fns, iters, warmup):
+    """``{label: [seconds per pass]}``, the passes of the ``fns`` interleaved."""
     for _ in range(warmup):
-        fn()
-    ts = []
+        for fn in fns.values():
+            fn()
+    ts = {k: [] for k in fns}
     for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            ts[k].append(time.perf_counter() - t0)
     return ts
+
+
+def _variants(name, args):
+    """Labels of the mxnet-engine networks to time for model ``name``, default first."""
+    out = ["relu_op"] if args.act == "relu_op" else ["activation"]
+    if args.act == "both":
+        out.append("relu_op")
+    if args.mkldnn:
+        out.append("activation+mkldnn")
+    if args.reference and name == "cpm_vgg19":
+        out.append("plain_gluon")
+    return out
+
+
+def _build_variant(name, variant, skel, ctx, x):
+    """A hybridized network of ``variant``; its weights are seeded alike across variants
+    (times do not depend on them)."""
+    import mxnet as mx
+    from mxpose.model_zoo import get_model
+    mx.random.seed(0)
+    if variant == "plain_gluon":
+        from mxpose.model_zoo.plain_cpm import PlainCPM
+        net = PlainCPM(num_heatmaps=skel.num_heatmaps, num_pafs=skel.num_pafs)
+    else:
+        act = "relu_op" if variant == "relu_op" else "activation"
+        net = get_model(name, num_heatmaps=skel.num_heatmaps, num_pafs=skel.num_pafs, act=act)
+    net.initialize(ctx=ctx)
+    if variant.endswith("+mkldnn"):
+        if ctx.device_type != "cpu":
+            raise BenchError("--mkldnn is a CPU backend; drop it with --gpus")
+        net.optimize_for(mx.nd.array(x, ctx=ctx), backend="MKLDNN", static_alloc=True,
+                         static_shape=True)
+    else:
+        net.hybridize(static_alloc=True, static_shape=True)
+    return net
+
+
+def _int8_runner(prefix, skel, args, img):
+    """OnnxRunner of the INT8 model quantized from the export ``prefix``."""
+    import numpy as np
+    from mxpose import export as ex
+    from mxpose.infer import Predictor
+    from mxpose.quantize import calibration_batches, quantize_export
+    if img is None:
+        img = np.random.default_rng(0).integers(0, 256, (args.size, args.size, 3), np.uint8)
+    pre = Predictor(None, skel, engine="numpy", boxsize=args.size)
+    files = quantize_export(prefix, calibration_batches([img], pre.input_batch))
+    return ex.OnnxRunner(files["onnx"], threads=args.threads)
+
+
+def _ratios(forward):
+    """Each variant's time over its engine's first variant's, per model and batch."""
+    out = []
+    for r in forward:
+        base = next(b for b in forward if b["engine"] == r["engine"] and
+                    b["model"] == r["model"] and b["batch"] == r["batch"])
+        if base is r:
+            continue
+        out.append({"model": r["model"], "batch": r["batch"], "variant": r["variant"],
+                    "baseline": base["variant"],
+                    "ratio_mean": r["ms_per_batch"] / base["ms_per_batch"],
+                    "ratio_best": r["ms_per_batch_best"] / base["ms_per_batch_best"],
+                    "ratio_median": r["ms_per_batch_median"] / base["ms_per_batch_median"]})
+    return out
 
 
 def main(argv=None):
@@ -178,48 +274,59 @@ def main(argv=None):
                disable=args.no_progress, desc="bench", unit="run")
     try:
         for name in models:
-            mx.random.seed(0)
-            net = get_model(name, num_heatmaps=skel.num_heatmaps, num_pafs=skel.num_pafs)
-            net.initialize(ctx=ctx)
-            net.hybridize(static_alloc=True, static_shape=True)
+            variants = _variants(name, args)
+            bar.set_postfix_str(f"building {name}")
+            x0 = np.zeros((1, 3, args.size, args.size), np.float32)
+            nets = {v: _build_variant(name, v, skel, ctx, x0) for v in variants}
+            net = nets[variants[0]]
             runners = {}
             for eng in engines:
                 if eng == "mxnet":
-                    def run(x, net=net):
-                        out = net(mx.nd.array(x, ctx=ctx))
-                        return out[-2].asnumpy(), out[-1].asnumpy()
+                    def make_run(net):
+                        def run(x):
+                            out = net(mx.nd.array(x, ctx=ctx))
+                            return out[-2].asnumpy(), out[-1].asnumpy()
+                        return run
                     # asnumpy() waits for the result and copies it to the host, as
                     # the Predictor does
-                    runners[eng] = run
+                    runners[eng] = {v: make_run(n) for v, n in nets.items()}
                 else:
                     meta = ex.make_meta(skel, name, num_stages=net.num_stages,
                                         boxsize=args.size)
                     prefix = os.path.join(tmp.name, name)
                     bar.set_postfix_str(f"exporting {name} to ONNX")
                     ex.export_network(net, prefix, meta)
-                    runners[eng] = ex.OnnxRunner(prefix + ".onnx", threads=args.threads)
+                    runners[eng] = {"onnx": ex.OnnxRunner(prefix + ".onnx",
+                                                          threads=args.threads)}
+                    if args.int8:
+                        bar.set_postfix_str(f"quantizing {name} to INT8")
+                        runners[eng]["onnx-int8"] = _int8_runner(prefix, skel, args, img)
             for eng in engines:
                 for b in batches:
                     bar.set_postfix_str(f"{name} {eng} batch {b}")
                     x = rng.uniform(-0.5, 0.5, (b, 3, args.size, args.size)).astype(np.float32)
+                    fns = {v: (lambda run=run: run(x)) for v, run in runners[eng].items()}
                     try:
-                        ts = _time(lambda: runners[eng](x), args.iters, args.warmup)
+                        tss = _time_round_robin(fns, args.iters, args.warmup)
                     except MemoryError:
                         raise BenchError(f"out of memory at {name} batch {b}; use smaller "
                                          "--batches")
-                    mean, best = float(np.mean(ts)), float(np.min(ts))
-                    forward.append({"model": name, "engine": eng, "batch": b,
-                                    "size": args.size, "iters": args.iters,
-                                    "ms_per_batch": 1e3 * mean, "ms_per_batch_best": 1e3 * best,
-                                    "ms_per_image": 1e3 * mean / b,
-                                    "images_per_s": b / mean})
+                    for v, ts in tss.items():
+                        mean, best = float(np.mean(ts)), float(np.min(ts))
+                        forward.append({"model": name, "engine": eng, "variant": v,
+                                        "batch": b, "size": args.size, "iters": args.iters,
+                                        "ms_per_batch": 1e3 * mean,
+                                        "ms_per_batch_best": 1e3 * best,
+                                        "ms_per_batch_median": 1e3 * float(np.median(ts)),
+                                        "ms_per_image": 1e3 * mean / b,
+                                        "images_per_s": b / mean})
                     bar.update()
                 if args.frames:
                     bar.set_postfix_str(f"{name} {eng} end to end")
                     if eng == "mxnet":
                         pred = Predictor(net, skel, ctx=ctx, boxsize=args.size)
                     else:
-                        pred = Predictor(runners[eng], skel, engine="numpy",
+                        pred = Predictor(runners[eng]["onnx"], skel, engine="numpy",
                                          boxsize=args.size)
                     pred(img)  # warm-up (graph for this input size, decoder caches)
                     pred.timings = {"net": 0.0, "decode": 0.0, "frames": 0}
@@ -237,19 +344,26 @@ def main(argv=None):
                                 "ms_decode": 1e3 * pred.timings["decode"] / args.frames,
                                 "people": int(len(people))})
                     bar.update()
-            del net, runners
+            del net, nets, runners
     finally:
         bar.close()
         tmp.cleanup()
 
     print(f"\nforward, {args.size}x{args.size} input, mean of {args.iters} pass(es) after "
           f"{args.warmup} warm-up:")
-    print(f"{'model':18s} {'engine':6s} {'batch':>5s} {'ms/batch':>10s} {'best':>10s} "
-          f"{'ms/image':>9s} {'images/s':>9s}")
+    print(f"{'model':18s} {'engine':6s} {'variant':17s} {'batch':>5s} {'ms/batch':>10s} "
+          f"{'best':>10s} {'ms/image':>9s} {'images/s':>9s}")
     for r in forward:
-        print(f"{r['model']:18s} {r['engine']:6s} {r['batch']:5d} {r['ms_per_batch']:10.1f} "
-              f"{r['ms_per_batch_best']:10.1f} {r['ms_per_image']:9.1f} "
-              f"{r['images_per_s']:9.2f}")
+        print(f"{r['model']:18s} {r['engine']:6s} {r['variant']:17s} {r['batch']:5d} "
+              f"{r['ms_per_batch']:10.1f} {r['ms_per_batch_best']:10.1f} "
+              f"{r['ms_per_image']:9.1f} {r['images_per_s']:9.2f}")
+    ratios = _ratios(forward)
+    if ratios:
+        print("\nsame-run ratios (time of the variant / time of the engine's first "
+              "variant; > 1: the first is faster), median, mean, best:")
+        for r in ratios:
+            print(f"{r['model']:18s} batch {r['batch']:<3d} {r['variant']:17s} "
+                  f"{r['ratio_median']:6.3f} {r['ratio_mean']:6.3f} {r['ratio_best']:6.3f}")
     if e2e:
         h, w = img.shape[:2]
         print(f"\nend to end on {os.path.basename(image_path)} ({w}x{h}, scale 1, no flip, "
@@ -265,7 +379,7 @@ def main(argv=None):
             versions["onnxruntime"] = onnxruntime.__version__
         doc = {"device": device, "note": "shared machine: numbers inflated by other load",
                "size": args.size, "skeleton": skel.name, "versions": versions,
-               "forward": forward, "end_to_end": e2e}
+               "act": args.act, "forward": forward, "ratios": ratios, "end_to_end": e2e}
         try:
             with open(args.json, "w") as f:
                 json.dump(doc, f, indent=2)

@@ -14,6 +14,14 @@ multi-stage loss, backward, optimizer step):
 ``data_wait`` is the share of a train+data iteration spent waiting for the next batch:
 above a few percent the loader is the bottleneck (raise --num-workers). The first
 --warmup iterations (graph construction, memory allocation) are not timed.
+
+Network variants, ``train only`` through the same trainer, in the same run:
+``--act both`` adds the old activation form (ReLUs as the plain relu operator,
+``model.kwargs.act='relu_op'``) beside the default (oneDNN's Activation); ``--reference``
+adds, for cpm_vgg19, the same network written as plain Gluon (Conv2D(activation='relu'),
+mxpose.model_zoo.plain_cpm). ``--rounds N`` alternates the variants' measurements N
+times and keeps each one's best, so load on a shared machine hits them alike; the
+summary gives each variant's img/s relative to the default form.
 """
 import argparse
 import json
@@ -52,6 +60,16 @@ def _parser():
                    help="network layout (default: %(default)s)")
     p.add_argument("--num-workers", type=int, default=2, metavar="N",
                    help="loader processes (default: %(default)s)")
+    p.add_argument("--act", default="activation", choices=("activation", "relu_op", "both"),
+                   help="activation form: oneDNN's Activation (default), the old relu "
+                        "operator, or both (the second as an extra 'train only' row)")
+    p.add_argument("--reference", action="store_true",
+                   help="also time cpm_vgg19 written as plain Gluon (train only)")
+    p.add_argument("--rounds", type=int, default=1, metavar="N",
+                   help="alternate the variants' 'train only' measurements N times, "
+                        "keep the best of each (default: %(default)s)")
+    p.add_argument("--no-data", action="store_true",
+                   help="skip the pipeline measurements (train+data, data only)")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     return p
 
@@ -72,7 +90,21 @@ class _CachedBatch:
         return self.items[i % len(self.items)]
 
 
-def _cfg(model, size, batch, db, skeleton, workers, iters):
+def _variants(model, args):
+    """``[(label, model name, model kwargs)]`` to time for ``model``, default first."""
+    first = "relu_op" if args.act == "relu_op" else "activation"
+    out = [(first, model, {"act": first})]
+    if args.act == "both":
+        out.append(("relu_op", model, {"act": "relu_op"}))
+    if args.reference and model == "cpm_vgg19":
+        from mxpose.model_zoo import register_model
+        from mxpose.model_zoo.plain_cpm import NAME, PlainCPM
+        register_model(NAME, PlainCPM)
+        out.append(("plain_gluon", NAME, {}))
+    return out
+
+
+def _cfg(model, size, batch, db, skeleton, workers, iters, kwargs=None):
     from mxpose.config import default_config
     cfg = default_config()
     cfg.name = "bench"
@@ -82,6 +114,7 @@ def _cfg(model, size, batch, db, skeleton, workers, iters):
     cfg.data.sample_per = "image"
     cfg.aug.input_size = size
     cfg.model.name = model
+    cfg.model.kwargs = dict(kwargs or {})
     cfg.train.update(batch_size=batch, max_iters=iters, save_every=0, log_every=10 ** 9,
                      optimizer="sgd", lr=1e-9, lr_steps=[], seed=0)
     return cfg
@@ -150,6 +183,9 @@ def main(argv=None):
         print(f"bench_train.py: error: DB {db} does not exist", file=sys.stderr)
         return 2
 
+    if args.rounds < 1:
+        print("bench_train.py: error: --rounds must be >= 1", file=sys.stderr)
+        return 2
     results = []
     dev = ", ".join(map(str, ctxs))
     print(f"{len(ctxs)} device(s): {dev}; {batch}/device, {args.size}x{args.size}, "
@@ -157,32 +193,63 @@ def main(argv=None):
           f"{args.num_workers} loader processes")
     try:
         for model in models:
-            cfg = _cfg(model, args.size, batch, db, args.skeleton, args.num_workers, iters)
-            with_data, ds = _measure(cfg, ctxs, args.warmup)
+            variants = _variants(model, args)
+            kw0 = variants[0][2]
+            cfg = _cfg(model, args.size, batch, db, args.skeleton, args.num_workers, iters,
+                       kw0)
+            if not args.no_data:
+                with_data, _ = _measure(cfg, ctxs, args.warmup)
+                results.append(dict(model=model, variant=variants[0][0], mode="train+data",
+                                    **with_data))
+            from mxpose.data.dataset import PoseDataset
+            ds = PoseDataset(db, cfg.data.train_split, config=cfg, train=True)
             cached = _CachedBatch(ds, batch * len(ctxs))
-            cfg0 = _cfg(model, args.size, batch, db, args.skeleton, 0, iters)
-            no_data, _ = _measure(cfg0, ctxs, args.warmup, dataset=cached)
-            results.append(dict(model=model, mode="train+data", **with_data))
-            results.append(dict(model=model, mode="train only", **no_data))
-        # enough batches that the loader's prefetch queue does not hide its cost
-        data = _data_only(_cfg(models[0], args.size, batch, db, args.skeleton,
-                               args.num_workers, iters),
-                          max(24, 8 * args.num_workers, args.iters), batch * len(ctxs))
-        results.append(dict(model="-", mode="data only", data_wait=None, **data))
+            best = {}
+            for _ in range(args.rounds):
+                for label, name, kw in variants:
+                    cfg0 = _cfg(name, args.size, batch, db, args.skeleton, 0, iters, kw)
+                    r, _ = _measure(cfg0, ctxs, args.warmup, dataset=cached)
+                    if label not in best or r["img_per_s"] > best[label]["img_per_s"]:
+                        best[label] = r
+            for label, _, _ in variants:
+                results.append(dict(model=model, variant=label, mode="train only",
+                                    **best[label]))
+        if not args.no_data:
+            # enough batches that the loader's prefetch queue does not hide its cost
+            data = _data_only(_cfg(models[0], args.size, batch, db, args.skeleton,
+                                   args.num_workers, iters),
+                              max(24, 8 * args.num_workers, args.iters), batch * len(ctxs))
+            results.append(dict(model="-", variant="-", mode="data only", data_wait=None,
+                                **data))
     finally:
         if tmp is not None:
             tmp.cleanup()
 
-    print(f"\n{'model':<18}{'mode':<12}{'img/s':>9}{'s/iter':>9}{'data wait':>11}")
+    print(f"\n{'model':<18}{'variant':<13}{'mode':<12}{'img/s':>9}{'s/iter':>9}"
+          f"{'data wait':>11}")
     for r in results:
         w = "" if r.get("data_wait") is None else f"{100 * r['data_wait']:.1f} %"
-        print(f"{r['model']:<18}{r['mode']:<12}{r['img_per_s']:>9.2f}{r['s_per_iter']:>9.2f}"
-              f"{w:>11}")
+        print(f"{r['model']:<18}{r['variant']:<13}{r['mode']:<12}{r['img_per_s']:>9.2f}"
+              f"{r['s_per_iter']:>9.2f}{w:>11}")
+    ratios = []
+    for r in results:
+        base = next((b for b in results if b["mode"] == "train only" and
+                     b["model"] == r["model"]), None)
+        if r["mode"] == "train only" and base is not r:
+            ratios.append({"model": r["model"], "variant": r["variant"],
+                           "baseline": base["variant"],
+                           "speed_ratio": base["img_per_s"] / r["img_per_s"]})
+    if ratios:
+        print(f"\nsame-run ratios, train only (img/s of the default form / img/s of the "
+              f"variant; > 1: the default is faster), best of {args.rounds} round(s):")
+        for r in ratios:
+            print(f"{r['model']:<18}{r['variant']:<13}{r['speed_ratio']:7.3f}")
     if args.json:
         out = {"devices": [str(c) for c in ctxs], "batch_per_device": batch,
                "size": args.size, "num_workers": args.num_workers, "warmup": args.warmup,
                "mxnet": mx.__version__, "cpu_count": os.cpu_count(),
-               "platform": platform.platform(), "results": results}
+               "platform": platform.platform(), "act": args.act, "rounds": args.rounds,
+               "results": results, "ratios": ratios}
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)
         print(f"wrote {args.json}")
