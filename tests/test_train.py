@@ -46,9 +46,12 @@ class RandomPoseData:
         r, s = self.rng, self.size
         h = s // 8
         img = r.standard_normal((3, s, s)).astype(np.float32) * 0.5
-        if i in self.nan_at:
-            img[:] = np.nan
         heat = r.random((self.K, h, h)).astype(np.float32)
+        if i in self.nan_at:
+            # NaN targets: oneDNN's fused ReLU (the zoo's Activation form) maps a NaN input
+            # to 0, so a NaN image alone would not reach the loss
+            img[:] = np.nan
+            heat[:] = np.nan
         paf = (r.standard_normal((self.P, h, h)) * 0.1).astype(np.float32)
         return (img, heat, np.ones((self.K, h, h), np.float32), paf,
                 np.ones((self.P, h, h), np.float32))
