@@ -14,7 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import pytest
 
-from mxpose.data.store import SCHEMA_VERSION, PoseDB, PoseDBError, PoseDBWriter
+from mxpose.data.store import SCHEMA_VERSION, PoseDB, PoseDBError, PoseDBWriteError, PoseDBWriter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 K = 16   # mpii
@@ -147,7 +147,8 @@ def test_insert_failing_half_way_leaves_no_rows(tmp_path):
         real = w._con
         w._con = _FailingConnection(real)
         try:
-            with pytest.raises(sqlite3.OperationalError, match="injected"):
+            # the writer reports SQLite's error as one line (PoseDBWriteError, a PoseDBError)
+            with pytest.raises(PoseDBWriteError, match="injected"):
                 w.add_image("half.png", _png(), 40, 30, "train",
                             people=[{"keypoints": _kp(1)}, {"keypoints": _kp(2)}],
                             ignore_rles=[rle])
