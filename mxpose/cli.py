@@ -9,9 +9,9 @@ from typing import List, Optional, Sequence
 
 # One implementation, shared with the library (``import mxpose`` already called it; the
 # tools call it again, harmlessly, before they import mxnet).
-from ._threads import use_all_cores
+from ._threads import usable_cores, use_all_cores
 
-__all__ = ["use_all_cores", "CLIError", "add_checkpoint_args", "add_predictor_args", "resolve_run",
+__all__ = ["use_all_cores", "usable_cores", "CLIError", "add_checkpoint_args", "add_predictor_args", "resolve_run",
            "parse_iterations", "predictor_options", "build_predictor", "load_predictor",
            "load_exported_predictor", "onnx_cache_prefix", "load_onnx_predictor",
            "context_from_args", "run_main", "os_error_message", "check_output_file",
@@ -314,9 +314,10 @@ def _selected_iteration(args, prefix, saved) -> int:
     return parse_iterations(None, saved)[0]
 
 
-def load_exported_predictor(path: str, engine: str, args=None, spin: bool = True):
+def load_exported_predictor(path: str, engine: str, args=None, spin: bool = True,
+                            threads: int = 0):
     """Predictor of an export of tools/export.py; ``engine`` 'mxnet' runs its symbol files,
-    'onnx' its .onnx in onnxruntime (MXNet is not imported; ``spin``: see
+    'onnx' its .onnx in onnxruntime (MXNet is not imported; ``spin`` and ``threads``: see
     :class:`mxpose.export.OnnxRunner`). The inference flags of ``args`` override the
     export's defaults."""
     from .export import export_files
@@ -332,7 +333,7 @@ def load_exported_predictor(path: str, engine: str, args=None, spin: bool = True
     if engine == "mxnet":
         return Predictor.from_exported(path, engine="symbol", ctx=context_from_args(args)
                                        if args is not None else None, **kw)
-    return Predictor.from_exported(path, engine="onnx", spin=spin, **kw)
+    return Predictor.from_exported(path, engine="onnx", spin=spin, threads=threads, **kw)
 
 
 def onnx_cache_prefix(args, prefix: str, iteration: int) -> str:
@@ -352,7 +353,7 @@ def _weights_stamp(params: str) -> dict:
     return {"params": os.path.realpath(params), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def load_onnx_predictor(args, spin: bool = True):
+def load_onnx_predictor(args, spin: bool = True, threads: int = 0):
     """The onnx engine for a checkpoint: exported once to :func:`onnx_cache_prefix` (this
     step needs MXNet and onnx) and reused while the weights file, the model and the
     skeleton are unchanged. Returns ``(cfg, prefix, iteration, predictor)`` as
@@ -392,4 +393,5 @@ def load_onnx_predictor(args, spin: bool = True):
     t = cfg.test
     kw = dict({"scales": t.scales, "flip": t.flip, "boxsize": t.boxsize,
                "decode_params": decode_params_from_config(cfg)}, **predictor_options(args))
-    return cfg, prefix, it, Predictor.from_exported(out, engine="onnx", spin=spin, **kw)
+    return cfg, prefix, it, Predictor.from_exported(out, engine="onnx", spin=spin,
+                                                    threads=threads, **kw)

@@ -3,7 +3,10 @@ run at the same time, so the frame rate is set by the slowest stage (the network
 instead of by the sum of all of them.
 
 OpenCV's video decoding, onnxruntime and MXNet release the GIL while they work, so
-threads overlap them without copying frames between processes.
+threads overlap them without copying frames between processes. A stage may run in
+several threads (``workers``): on 2 cores two single-threaded onnxruntime runs side by
+side get through frames faster than one run on two threads (small feature maps split
+badly), and the results still come out in the source's order.
 """
 from __future__ import annotations
 
@@ -22,6 +25,40 @@ class _Failure:
         self.exc = exc
 
 
+class _Ordered:
+    """The reading end of a queue of ``(seq, item)`` pairs that hands items out in ``seq``
+    order (0, 1, 2, ...), however the writers interleaved them; safe for several reading
+    threads. A ``_Failure`` is handed out at once, ahead of any order."""
+
+    def __init__(self, q: queue.Queue, pipeline: "Pipeline"):
+        self.q, self.p = q, pipeline
+        self.pending = {}
+        self.next = 0
+        self.lock = threading.Lock()
+        self.ended = False
+
+    def get(self):
+        """The next item, or ``_END`` when the items are over or the pipeline stops."""
+        with self.lock:
+            while True:
+                if self.ended:
+                    return _END
+                if self.next in self.pending:
+                    item = self.pending.pop(self.next)
+                    self.next += 1
+                    if item is _END:
+                        self.ended = True
+                        return (self.next - 1, _END)
+                    return (self.next - 1, item)
+                got = self.p._get(self.q)
+                if got is _END:                     # the pipeline is stopping
+                    return _END
+                if isinstance(got, _Failure):
+                    self.ended = True
+                    return got
+                self.pending[got[0]] = got[1]
+
+
 class Pipeline:
     """Run ``source`` and each of ``stages`` in a thread of its own, linked by bounded
     queues; iterate over the pipeline to get the last stage's results.
@@ -32,15 +69,21 @@ class Pipeline:
         Produces the items (e.g. decoded frames); iterated in its own thread and closed
         there (``close()`` of a generator runs its ``finally``, releasing a capture).
     stages : sequence of callables
-        ``stage(item) -> item`` for the next stage; one thread each.
+        ``stage(item) -> item`` for the next stage; one thread each unless ``workers``
+        says more.
     maxsize : int
         Items waiting between two stages at most (bounds memory and latency).
     names : sequence of str, optional
         Names of the source and the stages for :attr:`busy` (default ``source``,
         ``stage1``...).
+    workers : sequence of int, optional
+        Threads per stage (default 1 each). A stage with more than one calls its callable
+        from all of them at once, so the callable must be thread-safe (onnxruntime's
+        ``run`` is; an MXNet network is not).
 
-    Order: one thread per stage and first-in first-out queues, so results come out in
-    the source's order. Shutdown: at the end of the source the pipeline drains and
+    Order: items are numbered as the source yields them and every stage takes them in
+    that order, so results come out in the source's order even where several workers
+    finish out of turn. Shutdown: at the end of the source the pipeline drains and
     stops; an exception in the source or a stage stops every thread and is raised by
     the iteration; leaving the iteration early (``break``, an exception or Ctrl-C in the
     consumer) stops the threads when the iterator is closed (use ``with`` or
@@ -49,21 +92,27 @@ class Pipeline:
     Attributes
     ----------
     busy : dict
-        Seconds each named part spent working (not waiting), for per-stage frame rates.
+        Seconds each named part spent working (not waiting), summed over its workers and
+        divided by their number, so ``items / busy[name]`` is the rate the part sustains.
     """
 
     def __init__(self, source: Iterable, stages: Sequence[Callable], maxsize: int = 4,
-                 names: Optional[Sequence[str]] = None):
+                 names: Optional[Sequence[str]] = None,
+                 workers: Optional[Sequence[int]] = None):
         self.source = source
         self.stages = list(stages)
         if maxsize < 1:
             raise ValueError(f"maxsize must be >= 1, got {maxsize}")
+        self.workers = [1] * len(self.stages) if workers is None else [int(w) for w in workers]
+        if len(self.workers) != len(self.stages) or min(self.workers, default=1) < 1:
+            raise ValueError("workers needs one count >= 1 per stage")
         self.maxsize = int(maxsize)
         self.names = list(names) if names is not None else \
             ["source"] + [f"stage{i + 1}" for i in range(len(self.stages))]
         if len(self.names) != len(self.stages) + 1:
             raise ValueError("names needs one name for the source and one per stage")
         self.busy = {n: 0.0 for n in self.names}
+        self._busy_lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = []
         self._started = False
@@ -90,6 +139,7 @@ class Pipeline:
     def _feed(self, out):
         name = self.names[0]
         it = iter(self.source)
+        seq = 0
         try:
             while not self._stop.is_set():
                 t0 = time.perf_counter()
@@ -98,9 +148,10 @@ class Pipeline:
                 except StopIteration:
                     break
                 self.busy[name] += time.perf_counter() - t0
-                if not self._put(out, item):
+                if not self._put(out, (seq, item)):
                     return
-            self._put(out, _END)
+                seq += 1
+            self._put(out, (seq, _END))
         except BaseException as e:  # noqa: B902 - handed to the consumer, not swallowed
             self._put(out, _Failure(e))
         finally:
@@ -108,11 +159,17 @@ class Pipeline:
             if close is not None:
                 close()
 
-    def _work(self, fn, name, qin, qout):
+    def _work(self, fn, name, nworkers, qin, qout):
         while True:
-            item = self._get(qin)
-            if item is _END or isinstance(item, _Failure):
-                self._put(qout, item)
+            got = qin.get()
+            if got is _END:                          # stopping, or another worker ended
+                return
+            if isinstance(got, _Failure):
+                self._put(qout, got)
+                return
+            seq, item = got
+            if item is _END:
+                self._put(qout, got)
                 return
             t0 = time.perf_counter()
             try:
@@ -120,22 +177,27 @@ class Pipeline:
             except BaseException as e:  # noqa: B902
                 self._put(qout, _Failure(e))
                 return
-            self.busy[name] += time.perf_counter() - t0
-            if not self._put(qout, item):
+            dt = time.perf_counter() - t0
+            with self._busy_lock:
+                self.busy[name] += dt / nworkers
+            if not self._put(qout, (seq, item)):
                 return
 
     def _start(self):
         qs = [queue.Queue(self.maxsize) for _ in range(len(self.stages) + 1)]
         self._threads = [threading.Thread(target=self._feed, args=(qs[0],), daemon=True,
                                           name=f"pipeline-{self.names[0]}")]
-        for i, fn in enumerate(self.stages):
-            self._threads.append(threading.Thread(
-                target=self._work, args=(fn, self.names[i + 1], qs[i], qs[i + 1]),
-                daemon=True, name=f"pipeline-{self.names[i + 1]}"))
+        for i, (fn, nw) in enumerate(zip(self.stages, self.workers)):
+            reader = _Ordered(qs[i], self)
+            for w in range(nw):
+                self._threads.append(threading.Thread(
+                    target=self._work, args=(fn, self.names[i + 1], nw, reader, qs[i + 1]),
+                    daemon=True, name=f"pipeline-{self.names[i + 1]}"
+                                      + (f"-{w}" if nw > 1 else "")))
         for t in self._threads:
             t.start()
         self._started = True
-        return qs[-1]
+        return _Ordered(qs[-1], self)
 
     def __iter__(self) -> Iterator:
         if self._started:
@@ -143,12 +205,14 @@ class Pipeline:
         last = self._start()
         try:
             while True:
-                item = self._get(last)
-                if item is _END:
+                got = last.get()
+                if got is _END:
                     return
-                if isinstance(item, _Failure):
-                    raise item.exc
-                yield item
+                if isinstance(got, _Failure):
+                    raise got.exc
+                if got[1] is _END:
+                    return
+                yield got[1]
         finally:
             self.close()
 

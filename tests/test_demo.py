@@ -152,6 +152,24 @@ def test_onnx_engine_on_a_checkpoint_exports_once_and_matches_mxnet(tiny_weights
     assert r4.returncode == 0 and "exporting" in r4.stdout
 
 
+def test_two_network_workers_keep_the_frame_order(moving_maps, tmp_path):
+    """--net-workers 2 runs the network on two frames at once; frame f's people must be
+    the people of frame f (they move 8 px per frame, so a swapped frame shows)."""
+    js = tmp_path / "p.json"
+    r = demo("--exported", moving_maps["prefix"], "--images", moving_maps["frames"],
+             "--net-workers", "2", "--out", str(tmp_path / "o"), "--json", str(js))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "2 network workers" in r.stdout
+    frames = json.load(open(js))["frames"]
+    assert [f["name"] for f in frames] == [f"f{i:02d}.png" for i in range(8)]
+    for rec, truth in zip(frames, moving_maps["truth"]):
+        people = np.array(rec["people"])
+        assert len(people) == 2
+        for t in range(2):
+            d = np.abs(people[..., :2] - truth[t][None, :, :2]).max(axis=(1, 2))
+            assert d.min() < 4.0
+
+
 def test_track_and_smooth_on_the_sample_video(tiny_weights, media, tmp_path):
     js = tmp_path / "v.json"
     r = demo("-c", tiny_weights["cfg"], "--weights", tiny_weights["weights"],
@@ -159,6 +177,10 @@ def test_track_and_smooth_on_the_sample_video(tiny_weights, media, tmp_path):
              "--video", os.path.join(media, "video.avi"), "--max-frames", "6", "--track",
              "--smooth", "--boxsize", "128", "--out", str(tmp_path / "v"), "--json", str(js))
     assert r.returncode == 0, r.stderr
+    # a video runs without flipping by default, on two network workers (onnx, 2+ cores)
+    assert "no test-time flip" in r.stdout and ", no flip" in r.stdout
+    from mxpose._threads import usable_cores
+    assert ("2 network workers" in r.stdout) == (usable_cores() >= 2)
     frames = json.load(open(js))["frames"]
     assert len(frames) == 6
     assert all(len(f["ids"]) == len(f["people"]) for f in frames)
@@ -182,6 +204,26 @@ def test_engine_user_errors(moving_maps, tiny_weights, tmp_path):
     r = demo("--exported", moving_maps["prefix"], "--images", moving_maps["frames"],
              "--track", "--patience", "-1")
     assert r.returncode == 2 and "--patience" in r.stderr
+    for bad in (["--net-workers", "0"], ["--net-workers", "2", "--engine", "mxnet"]):
+        r = demo("--exported", moving_maps["prefix"], "--images", moving_maps["frames"], *bad)
+        assert r.returncode == 2 and "--net-workers" in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_video_flips_only_when_asked(tiny_weights, media, tmp_path):
+    """A config with test.flip true: images flip, a video does not unless --flip."""
+    cfg = tmp_path / "flip.yaml"
+    cfg.write_text(TINY.replace("test: {", "test: {flip: true, "))
+    video = ["--video", os.path.join(media, "video.avi"), "--max-frames", "2"]
+    common = ["-c", str(cfg), "--weights", tiny_weights["weights"], "--engine", "onnx",
+              "--onnx-cache", str(tmp_path / "cache"), "--boxsize", "96"]
+    r = demo(*common, *video, "--out", str(tmp_path / "a"))
+    assert r.returncode == 0 and ", no flip" in r.stdout, r.stdout + r.stderr
+    r = demo(*common, *video, "--flip", "--out", str(tmp_path / "b"))
+    assert r.returncode == 0 and ", flip" in r.stdout and "no test-time flip" not in r.stdout
+    r = demo(*common, "--image", os.path.join(media, "COCO_val2014_000000000192.jpg"),
+             "--out", str(tmp_path / "c"))
+    assert r.returncode == 0 and ", flip" in r.stdout, r.stdout
 
 
 def test_flip_flags_reach_the_predictor(moving_maps):

@@ -101,8 +101,48 @@ def test_consumer_leaving_early_stops_the_threads():
     assert closed == [True] and not _pipeline_threads()
 
 
+def test_several_workers_keep_the_order_and_share_the_work():
+    """A stage in three threads: items finish out of turn (random sleeps) yet come out in
+    the source's order; the stage's busy time is per worker, and the workers overlap."""
+    seen = set()
+
+    def slow(x):
+        seen.add(threading.current_thread().name)
+        time.sleep(random.Random(x).uniform(0.005, 0.03))
+        return x * 10
+    p = Pipeline(range(40), [lambda x: x, slow, lambda x: x + 1], maxsize=2,
+                 workers=[1, 3, 1])
+    t0 = time.perf_counter()
+    assert list(p) == [10 * i + 1 for i in range(40)]
+    wall = time.perf_counter() - t0
+    assert seen == {"pipeline-stage2-0", "pipeline-stage2-1", "pipeline-stage2-2"}
+    total = sum(random.Random(x).uniform(0.005, 0.03) for x in range(40))
+    assert wall < 0.7 * total, (wall, total)         # one worker alone needs `total`
+    assert p.busy["stage2"] == pytest.approx(total / 3, rel=0.35)
+    assert not _pipeline_threads()
+
+
+def test_an_error_in_one_of_several_workers_stops_everything():
+    def stage(x):
+        time.sleep(0.002)
+        if x == 9:
+            raise ValueError("bad frame 9")
+        return x
+    got = []
+    with pytest.raises(ValueError, match="bad frame 9"):
+        for x in Pipeline(range(1000), [stage], workers=[2]):
+            got.append(x)
+    assert got == list(range(len(got))) and len(got) <= 9
+    time.sleep(0.2)
+    assert not _pipeline_threads()
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="maxsize"):
         Pipeline([], [], maxsize=0)
     with pytest.raises(ValueError, match="names"):
         Pipeline([], [len], names=["a"])
+    with pytest.raises(ValueError, match="workers"):
+        Pipeline([], [len], workers=[0])
+    with pytest.raises(ValueError, match="workers"):
+        Pipeline([], [len, len], workers=[2])
