@@ -101,9 +101,17 @@ REFINE = {"none": 0, "quadratic": 1, "log": 2}
 _TINY = 1e-10
 
 
-# The smoothing taps are Python policy shared with the wrapper (the compiled convolution
-# is what smooth_ref checks), so the twin takes the wrapper's kernel.
-from mxpose.decode.paf import gaussian_kernel  # noqa: E402
+def gaussian_kernel(sigma_cells):
+    """Smoothing taps, written from the rule the decoder documents (not imported from
+    it): a 1-D Gaussian of ``sigma_cells`` over radius ceil(3 sigma) (at least 1),
+    normalised to sum 1, as float32; one tap of 1 when sigma <= 0.
+    tests/test_decode.py compares these taps with the library's."""
+    if sigma_cells <= 0:
+        return np.ones(1, dtype=np.float32)
+    r = max(1, math.ceil(3.0 * sigma_cells))
+    taps = [math.exp(-0.5 * (i / sigma_cells) ** 2) for i in range(-r, r + 1)]
+    total = math.fsum(taps)
+    return np.array([t / total for t in taps], dtype=np.float32)
 
 
 def smooth_ref(maps, kernel):

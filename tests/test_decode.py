@@ -78,6 +78,14 @@ def _compare_pipeline(hm, pf, skel, stride=8.0, refine="log", sampling="nearest"
 # ---------------------------------------------------------------------------------------
 # kernels == reference
 # ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("sigma_cells", [0.0, 0.2, 0.375, 1.0, 1.5, 3.0, 4.7])
+def test_smoothing_taps_follow_the_documented_rule(sigma_cells):
+    from mxpose.decode.paf import gaussian_kernel
+    got, want = gaussian_kernel(sigma_cells), R.gaussian_kernel(sigma_cells)
+    assert got.dtype == np.float32 and got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9)
+
+
 @pytest.mark.parametrize("sigma_cells", [0.375, 1.0, 3.0])
 def test_smooth_matches_reference_bitwise(sigma_cells):
     rng = np.random.default_rng(1)
