@@ -245,6 +245,19 @@ def test_symbol_only_export_and_bad_inputs(tmp_path):
         Predictor.from_exported(files["meta"], engine="tensorrt")
 
 
+def test_export_predictor_names_paf_first_outputs(tmp_path, monkeypatch):
+    # tools/export.py exports through export_predictor: a PAF-first network's all-stages
+    # outputs must be numbered by its output_kinds (pafs_1, pafs_2, heatmaps_1, ...).
+    from types import SimpleNamespace
+    net = SimpleNamespace(num_stages=3, output_kinds=("paf", "paf", "heat", "paf", "heat"))
+    pred = SimpleNamespace(net=net, skeleton=OP18, stride=8, boxsize=368, scales=(1.0,),
+                           flip=False, decode_params={}, ctx=None)
+    monkeypatch.setattr(ex, "export_network", lambda net, prefix, meta, formats: meta)
+    meta = ex.export_predictor(pred, "paffirst_vgg19", {}, str(tmp_path / "x"),
+                               all_stages=True)
+    assert meta["outputs"] == ["pafs_1", "pafs_2", "heatmaps_1", "pafs", "heatmaps"]
+
+
 # ---------------------------------------------------------------------------------------
 # tools/export.py
 # ---------------------------------------------------------------------------------------
