@@ -261,6 +261,19 @@ def test_export_predictor_names_paf_first_outputs(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------------------
 # tools/export.py
 # ---------------------------------------------------------------------------------------
+def _tiny_lw_weights(tmp_path):
+    """(experiment YAML, .params) of a tiny random LW network (boxsize 128) for the tools'
+    -c/--weights; test_quantize uses it too."""
+    net = _small_net("lwpose_mobilenet")
+    weights = str(tmp_path / "lw.params")
+    net.save_parameters(weights)
+    cfg = tmp_path / "lw.yaml"
+    cfg.write_text("name: lwtiny\ndata: {skeleton: openpose_coco18}\n"
+                   "model: {name: lwpose_mobilenet, kwargs: {width_mult: 0.25, "
+                   "num_channels: 32}}\ntest: {boxsize: 128}\n")
+    return cfg, weights
+
+
 def _tool(*args):
     return subprocess.run([sys.executable, os.path.join("tools", "export.py"), *args],
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
@@ -273,13 +286,7 @@ def test_tool_help():
 
 def test_tool_exports_and_verifies(tmp_path, media):
     _needs_onnx()
-    net = _small_net("lwpose_mobilenet")
-    weights = str(tmp_path / "lw.params")
-    net.save_parameters(weights)
-    cfg = tmp_path / "lw.yaml"
-    cfg.write_text("name: lwtiny\ndata: {skeleton: openpose_coco18}\n"
-                   "model: {name: lwpose_mobilenet, kwargs: {width_mult: 0.25, "
-                   "num_channels: 32}}\ntest: {boxsize: 128}\n")
+    cfg, weights = _tiny_lw_weights(tmp_path)
     out_prefix = str(tmp_path / "exp" / "lw")
     out = _tool("-c", str(cfg), "--weights", weights, "--out", out_prefix, "--flip",
                 "--verify", "--image", os.path.join(media, "COCO_val2014_000000000192.jpg"))

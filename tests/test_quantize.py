@@ -21,7 +21,7 @@ from mxpose.skeleton import get_skeleton  # noqa: E402
 from mxpose.targets import render_heatmaps, render_pafs  # noqa: E402
 
 import reference_decode as R  # noqa: E402
-from test_export import MapReader, _small_net, _store_maps  # noqa: E402
+from test_export import MapReader, _small_net, _store_maps, _tiny_lw_weights  # noqa: E402
 
 OP18 = get_skeleton("openpose_coco18")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -108,13 +108,7 @@ def _tool(name, *args):
 
 
 def test_tools_int8_export_then_evaluate_exported(tmp_path, synth_db):
-    net = _small_net("lwpose_mobilenet")
-    weights = str(tmp_path / "lw.params")
-    net.save_parameters(weights)
-    cfg = tmp_path / "lw.yaml"
-    cfg.write_text("name: lwtiny\ndata: {skeleton: openpose_coco18}\n"
-                   "model: {name: lwpose_mobilenet, kwargs: {width_mult: 0.25, "
-                   "num_channels: 32}}\ntest: {boxsize: 128}\n")
+    cfg, weights = _tiny_lw_weights(tmp_path)
     out = str(tmp_path / "exp" / "lw")
     base = ["-c", str(cfg), "--weights", weights, "--out", out, "--formats", "onnx"]
     # an empty calibration split: one line, exit 2, nothing written
