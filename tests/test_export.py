@@ -160,16 +160,22 @@ def _store_maps(pafs, heat):
     return np.ascontiguousarray(img)
 
 
+def _two_people_image(h, w):
+    """(people, image): two synthetic people and an (h, w) image storing their ground-truth
+    maps for a MapReader; test_quantize uses it too."""
+    people = R.synthetic_people(OP18, 2, w, h, np.random.default_rng(4), jitter=2.0,
+                                scale=(0.9, 1.0), max_rotate=10)
+    pafs = render_pafs(people, OP18.limb_index, (h // 8, w // 8), stride=8)
+    heat = render_heatmaps(people, (h // 8, w // 8), stride=8, sigma=7.0)
+    return people, _store_maps(pafs, heat)
+
+
 @pytest.fixture(scope="module")
 def reader_export(tmp_path_factory):
     """An exported MapReader and an image storing two people's maps."""
     _needs_onnx()
     h, w = 256, 320
-    people = R.synthetic_people(OP18, 2, w, h, np.random.default_rng(4), jitter=2.0,
-                                scale=(0.9, 1.0), max_rotate=10)
-    pafs = render_pafs(people, OP18.limb_index, (h // 8, w // 8), stride=8)
-    heat = render_heatmaps(people, (h // 8, w // 8), stride=8, sigma=7.0)
-    img = _store_maps(pafs, heat)
+    people, img = _two_people_image(h, w)
     net = MapReader(OP18.num_pafs, OP18.num_heatmaps)
     prefix = str(tmp_path_factory.mktemp("export") / "reader")
     meta = ex.make_meta(OP18, "map_reader", num_stages=1, boxsize=h,
