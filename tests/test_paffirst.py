@@ -13,7 +13,7 @@ import pytest
 from mxpose.loss import MultiStageL2Loss
 from mxpose.model_zoo import PAFFIRST_CONFIGS, PafFirstVGG19, get_model
 
-from helpers import reinit_he
+from helpers import RandomPoseData, reinit_he
 
 # Tiny: 3 PAF stages, 2 heatmap stages, one block each, narrow.
 TINY = dict(num_heatmaps=19, num_pafs=38, paf_stages=3, heat_stages=2, paf_blocks=1,
@@ -138,23 +138,6 @@ def test_trainer_gives_the_loss_the_output_kinds(tmp_path):
     from mxpose.config import default_config
     from mxpose.train import PoseTrainer, RunOptions, make_contexts
 
-    class Data:                      # random samples, 19 heatmaps / 38 PAFs at 64 px
-        def __init__(self):
-            self.rng = np.random.default_rng(0)
-
-        def __len__(self):
-            return 4
-
-        def reseed(self, seed):
-            self.rng = np.random.default_rng(seed)
-
-        def __getitem__(self, i):
-            r = self.rng
-            return (r.standard_normal((3, 64, 64)).astype(np.float32) * 0.5,
-                    r.random((19, 8, 8)).astype(np.float32), np.ones((19, 8, 8), np.float32),
-                    r.uniform(-1, 1, (38, 8, 8)).astype(np.float32),
-                    np.ones((38, 8, 8), np.float32))
-
     cfg = default_config()
     cfg.name = "tiny_paffirst"
     cfg.data.skeleton = "openpose_coco18"        # stand-in with 19 / 38 channels
@@ -164,7 +147,7 @@ def test_trainer_gives_the_loss_the_output_kinds(tmp_path):
     cfg.train.update(batch_size=2, optimizer="sgd", lr=1e-5, momentum=0.9, max_iters=2,
                      save_every=2, log_every=1, warmup_iters=0, workdir=str(tmp_path))
     t = PoseTrainer(cfg, RunOptions(contexts=make_contexts((), 1), progress=False),
-                    echo=lambda m: None, dataset=Data())
+                    echo=lambda m: None, dataset=RandomPoseData(n=4))
     t.setup()
     assert isinstance(t.net, PafFirstVGG19)
     assert t.loss.kinds == t.net.output_kinds == ("paf", "paf", "heat", "paf", "heat")
