@@ -358,7 +358,8 @@ def export_predictor(predictor, model_name: str, model_kwargs: Optional[dict], p
     meta = make_meta(predictor.skeleton, model_name, model_kwargs, num_stages=num_stages,
                      all_stages=all_stages, stride=predictor.stride,
                      boxsize=predictor.boxsize, scales=predictor.scales, flip=predictor.flip,
-                     decode_params=predictor.decode_params, source=source)
+                     decode_params=predictor.decode_params, source=source,
+                     output_kinds=getattr(net, "output_kinds", None))
     return export_network(net, prefix, meta, formats)
 
 

@@ -7,11 +7,12 @@ import inference). Importing this module imports neither MXNet nor onnxruntime.
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Dict, Optional, Sequence
 
 import numpy as np
+
+from .jsonio import read_json
 
 __all__ = ["ExportError", "EXPORT_FORMAT", "EXPORT_VERSION", "INPUT_NAME", "SYMBOL_INPUT",
            "resolve_export_prefix", "export_files", "read_meta", "OnnxRunner"]
@@ -59,11 +60,7 @@ def read_meta(path: str) -> dict:
     if not os.path.isfile(p):
         raise FileNotFoundError(f"export sidecar {p} does not exist (export with "
                                 "tools/export.py)")
-    with open(p) as f:
-        try:
-            meta = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ExportError(f"{p}: not valid JSON: {e}") from None
+    meta = read_json(p, "export sidecar", ExportError)
     if not isinstance(meta, dict) or meta.get("format") != EXPORT_FORMAT:
         raise ExportError(f"{p} is not an mxpose export sidecar")
     if int(meta.get("version", 0)) > EXPORT_VERSION:

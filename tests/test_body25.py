@@ -10,6 +10,7 @@ from mxpose.infer import Predictor
 from mxpose.skeleton import Skeleton, get_skeleton
 
 import reference_decode as R
+from helpers import match_people
 from test_infer import GroundTruthEngine
 
 B25 = get_skeleton("body25")
@@ -21,19 +22,6 @@ def _inside(people, w, h):
     off = (out[..., 0] < 0) | (out[..., 0] > w - 1) | (out[..., 1] < 0) | (out[..., 1] > h - 1)
     out[off] = 0
     return out
-
-
-def _match(people, decoded, tol):
-    """Every labelled keypoint of every person found in one decoded person within tol."""
-    assert len(decoded) == len(people)
-    used = set()
-    for p in people:
-        lab = p[:, 2] > 0
-        d = np.linalg.norm(decoded[:, :, :2] - p[None, :, :2], axis=2)
-        ok = ((d < tol) & (decoded[:, :, 2] > 0) | ~lab[None]).all(axis=1)
-        cand = [j for j in np.nonzero(ok)[0] if j not in used]
-        assert cand, f"person not recovered: {p[lab, :2].tolist()}"
-        used.add(cand[0])
 
 
 @pytest.mark.parametrize("assembly", ["cmu", "crowd"])
@@ -48,7 +36,7 @@ def test_decoder_round_trip_body25(assembly):
         hm, pf = R.render_maps(people, B25, 60, 80, 8)
         out, scores = dec(hm, pf, stride=8)
         assert out.shape == (n, 25, 3)
-        _match(people, out, tol=8)
+        match_people(people, out, tol=8)
 
 
 def _flip_pairs_dropped():
@@ -71,7 +59,7 @@ def test_flip_averaging_with_a_perfect_engine_equals_no_flip():
         pred = Predictor(eng, B25, flip=flip, boxsize=h, engine="numpy")
         maps[flip] = pred.maps(img)
         got, _ = pred(img)
-        _match(people, got, tol=2.0)
+        match_people(people, got, tol=2.0)
     np.testing.assert_allclose(maps[True][0], maps[False][0], atol=1e-5)
     np.testing.assert_allclose(maps[True][1], maps[False][1], atol=1e-5)
     # control: without the left/right swap the averaged maps are not the plain ones

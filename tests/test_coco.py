@@ -15,13 +15,10 @@ from mxpose.data.store import PoseDB, PoseDBError
 
 pycocotools_mask = pytest.importorskip("pycocotools.mask")
 
+from helpers import sample_json, write_json  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = os.path.join(ROOT, "tools", "coco_parse.py")
-
-
-def _json(coco_sample):
-    with open(os.path.join(coco_sample, "test_coco.json")) as f:
-        return json.load(f)
 
 
 def _ann_mask(ann, h, w):
@@ -53,19 +50,13 @@ def _copy_sample(coco_sample, dst):
     os.makedirs(dst, exist_ok=True)
     for name in os.listdir(coco_sample):
         shutil.copy(os.path.join(coco_sample, name), os.path.join(dst, name))
-    return str(dst), _json(coco_sample)
-
-
-def _write_json(data, path):
-    with open(path, "w") as f:
-        json.dump(data, f)
-    return str(path)
+    return str(dst), sample_json(coco_sample)
 
 
 # -- the real sample --------------------------------------------------------------------
 def test_counts_equal_the_json(sample_db, coco_sample):
     out, summary = sample_db
-    data = _json(coco_sample)
+    data = sample_json(coco_sample)
     db = PoseDB(out)
     per_image = {}
     for a in data["annotations"]:
@@ -91,7 +82,7 @@ def test_counts_equal_the_json(sample_db, coco_sample):
 
 def test_keypoints_equal_the_json_exactly(sample_db, coco_sample):
     db = PoseDB(sample_db[0])
-    data = _json(coco_sample)
+    data = sample_json(coco_sample)
     anns = {str(a["id"]): a for a in data["annotations"]}
     id_to_name = {im["id"]: im["file_name"] for im in data["images"]}
     names = _by_name(db)
@@ -112,7 +103,7 @@ def test_keypoints_equal_the_json_exactly(sample_db, coco_sample):
 
 def test_ignore_masks_exactly_where_unlabelled_people_are(sample_db, coco_sample):
     db = PoseDB(sample_db[0])
-    data = _json(coco_sample)
+    data = sample_json(coco_sample)
     names = _by_name(db)
     n_unlabelled = 0
     for im in data["images"]:
@@ -180,7 +171,7 @@ def test_crowd_and_rle_segmentations(coco_sample, tmp_path):
     third = anns[2]
     third.update(segmentation=[], keypoints=[0] * 51, num_keypoints=0,
                  bbox=[10.0, 20.0, 30.0, 40.0])
-    js = _write_json(data, tmp_path / "crowd.json")
+    js = write_json(data, tmp_path / "crowd.json")
     out = str(tmp_path / "c.db")
     s = ingest_coco(js, images, out, progress=False)
     assert s.written == 4
@@ -226,7 +217,7 @@ def test_missing_corrupt_and_mismatched_images_are_skipped(coco_sample, tmp_path
     with open(os.path.join(images, names[1]), "wb") as f:
         f.write(b"\x00garbage, not a JPEG" * 50)
     data["images"][2]["width"] += 1
-    js = _write_json(data, tmp_path / "person_keypoints_val2017.json")
+    js = write_json(data, tmp_path / "person_keypoints_val2017.json")
     out = str(tmp_path / "b.db")
     s = ingest_coco(js, images, out, progress=False)
     assert s.written == 1
@@ -241,7 +232,7 @@ def test_missing_corrupt_and_mismatched_images_are_skipped(coco_sample, tmp_path
     # annotation file is another version of the source: allowed explicitly)
     _copy_sample(coco_sample, images)
     data["images"][2]["width"] -= 1
-    _write_json(data, js)
+    write_json(data, js)
     with pytest.raises(PoseDBError, match="allow-changed-source"):
         ingest_coco(js, images, out, progress=False)
     s = ingest_coco(js, images, out, progress=False, allow_source_change=True)
@@ -255,7 +246,7 @@ def test_empty_images_limit_and_split(coco_sample, tmp_path):
     images, data = _copy_sample(coco_sample, tmp_path / "img")
     shutil.copy(os.path.join(images, "000000000785.jpg"), os.path.join(images, "empty.jpg"))
     data["images"].append(dict(data["images"][0], id=999, file_name="empty.jpg"))
-    js = _write_json(data, tmp_path / "x.json")
+    js = write_json(data, tmp_path / "x.json")
     s = ingest_coco(js, images, str(tmp_path / "a.db"), progress=False)
     assert s.written == 4 and s.empty_skipped == 1
     s = ingest_coco(js, images, str(tmp_path / "b.db"), keep_empty=True, progress=False)
@@ -271,7 +262,7 @@ def test_empty_images_limit_and_split(coco_sample, tmp_path):
 
 
 def test_format_errors_name_the_record(coco_sample, tmp_path):
-    data = _json(coco_sample)
+    data = sample_json(coco_sample)
     with pytest.raises(CocoFormatError, match="not a COCO"):
         CocoKeypoints({"images": []}, "x.json")
     no_kp = copy.deepcopy(data)
@@ -323,13 +314,13 @@ def test_tool_ingests_and_summarises(coco_sample, tmp_path):
 
 
 def test_tool_user_errors_are_one_line(coco_sample, tmp_path):
-    data = _json(coco_sample)
+    data = sample_json(coco_sample)
     data["annotations"][5]["bbox"] = [1, 2]
-    bad = _write_json(data, tmp_path / "bad.json")
+    bad = write_json(data, tmp_path / "bad.json")
     cases = [
         (("--annotations", str(tmp_path / "nope.json")), "nope.json does not exist"),
         (("--annotations", TOOL), "not a JSON file"),
-        (("--annotations", _write_json({"images": [], "annotations": []},
+        (("--annotations", write_json({"images": [], "annotations": []},
                                        tmp_path / "e.json")), "not a COCO annotation file"),
         (("--annotations", bad, "--strict"), "annotation id 488308 (image id 196141)"),
     ]
@@ -346,7 +337,7 @@ def test_tool_user_errors_are_one_line(coco_sample, tmp_path):
 # -- bad records are skipped, not fatal ----------------------------------------------------
 def _broken(coco_sample, tmp_path):
     """The sample JSON with one bad record of each kind, and one person far outside."""
-    data = _json(coco_sample)
+    data = sample_json(coco_sample)
     anns = data["annotations"]
     sizes = {im["id"]: (im["height"], im["width"]) for im in data["images"]}
     anns[0]["keypoints"] = anns[0]["keypoints"][:50]
@@ -359,7 +350,7 @@ def _broken(coco_sample, tmp_path):
     far = next(a for a in anns[6:] if a["keypoints"][2] > 0)
     far["keypoints"][0] = -10.0 * sizes[far["image_id"]][1]
     bad_ids = [anns[i]["id"] for i in (0, 1, 2, 4, 5, 3)]
-    return _write_json(data, tmp_path / "broken.json"), data, bad_ids, far
+    return write_json(data, tmp_path / "broken.json"), data, bad_ids, far
 
 
 def test_bad_annotations_are_skipped_counted_and_reported(coco_sample, tmp_path):

@@ -13,13 +13,14 @@ from mxpose.data.coco import CocoFormatError, ingest_coco, layout_name_from_file
 from mxpose.data.store import PoseDB
 from mxpose.skeleton import get_skeleton
 
+from helpers import sample_json, write_json
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = os.path.join(ROOT, "tools", "coco_parse.py")
 
 
 def _wholebody(coco_sample):
-    with open(os.path.join(coco_sample, "test_coco_wholebody.json")) as f:
-        return json.load(f)
+    return sample_json(coco_sample, "test_coco_wholebody.json")
 
 
 def _stored_by_source(db):
@@ -67,9 +68,7 @@ def _foot23(coco_sample, tmp_path, n=23):
         a["keypoints"] = (a["keypoints"] + feet)[:3 * n] + [0] * max(0, 3 * (n - 23))
         for k in [k for k in a if k.endswith(("_kpts", "_valid", "_box"))]:
             del a[k]
-    path = tmp_path / "person_keypoints_val2017_foot_v1.json"
-    path.write_text(json.dumps(d))
-    return str(path), d
+    return write_json(d, tmp_path / "person_keypoints_val2017_foot_v1.json"), d
 
 
 def test_cmu_foot_file_is_stored_as_coco_foot(coco_sample, tmp_path):
@@ -105,8 +104,7 @@ def test_foot_file_with_other_count_is_one_line_error(coco_sample, tmp_path):
 
 def _custom_file(tmp_path, coco_sample, **change):
     """The COCO sample rewritten as a custom 5-point layout (head, hands, tail...)."""
-    with open(os.path.join(coco_sample, "test_coco.json")) as f:
-        d = json.load(f)
+    d = sample_json(coco_sample)
     names = ["Head", "Left Hand", "Right Hand", "Left Foot", "Right Foot"]
     src = [0, 9, 10, 15, 16]                     # nose, wrists, ankles
     for a in d["annotations"]:
@@ -116,9 +114,7 @@ def _custom_file(tmp_path, coco_sample, **change):
                         "skeleton": [[1, 2], [1, 3], [1, 4], [1, 5]]}]
     for k, v in change.items():
         exec(v, {"d": d})
-    path = tmp_path / "my_pets_train2017.json"
-    path.write_text(json.dumps(d))
-    return str(path), d
+    return write_json(d, tmp_path / "my_pets_train2017.json"), d
 
 
 def test_custom_file_ingests_with_no_flag_and_db_info_shows_it(coco_sample, tmp_path):
@@ -190,18 +186,14 @@ def test_custom_file_record_of_the_wrong_length_is_left_out_and_named(coco_sampl
 
 def test_crowdpose_names_are_the_known_layout(coco_sample, tmp_path):
     from mxpose.data.coco import load_coco_keypoints
-    path, d = _custom_file(tmp_path, coco_sample)
     names = ["left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist",
              "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
              "right_ankle", "head", "neck"]
-    with open(os.path.join(coco_sample, "test_coco.json")) as f:
-        d = json.load(f)
+    d = sample_json(coco_sample)
     d["categories"][0]["keypoints"] = names    # COCO's 17-point skeleton list stays
     for a in d["annotations"]:
         a["keypoints"] = a["keypoints"][15:] + [0, 0, 0, 0, 0, 0]
-    p = tmp_path / "crowdpose_val.json"
-    p.write_text(json.dumps(d))
-    c = load_coco_keypoints(str(p))
+    c = load_coco_keypoints(write_json(d, tmp_path / "crowdpose_val.json"))
     assert c.layout is get_skeleton("crowdpose") and not c.warnings
 
 

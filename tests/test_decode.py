@@ -13,6 +13,7 @@ from mxpose.decode import (Decoder, assemble, assemble_crowd, cap_peaks, connect
 from mxpose.skeleton import convert, get_skeleton
 
 import reference_decode as R
+from helpers import match_people
 
 OP18 = get_skeleton("openpose_coco18")
 MPI15 = get_skeleton("openpose_mpi15")
@@ -233,19 +234,6 @@ def test_edge_peak_is_refined():
 # ---------------------------------------------------------------------------------------
 # round trips
 # ---------------------------------------------------------------------------------------
-def _match_all(people, decoded, tol):
-    """Every labelled keypoint of every person found in one decoded person within tol."""
-    used = set()
-    for p in people:
-        lab = p[:, 2] > 0
-        d = np.linalg.norm(decoded[:, :, :2] - p[None, :, :2], axis=2)
-        ok = ((d < tol) & (decoded[:, :, 2] > 0) | ~lab[None]).all(axis=1)
-        cand = [j for j in np.nonzero(ok)[0] if j not in used]
-        assert cand, f"person not recovered: {p[lab, :2].tolist()}"
-        used.add(cand[0])
-    assert len(decoded) == len(people)
-
-
 @pytest.mark.parametrize("skel", [OP18, MPI15], ids=lambda s: s.name)
 @pytest.mark.parametrize("stride", [8, 4])
 def test_round_trip_synthetic_people(skel, stride):
@@ -257,7 +245,7 @@ def test_round_trip_synthetic_people(skel, stride):
         hm, pf = R.render_maps(people, skel, 480 // stride, 640 // stride, stride)
         out, scores = dec(hm, pf, stride=stride)
         assert out.shape == (n, skel.num_keypoints, 3) and scores.shape == (n,)
-        _match_all(people, out, tol=stride)
+        match_people(people, out, tol=stride)
         # Sub-cell refinement makes it far better than a stride: measure it.
         for p in people:
             lab = p[:, 2] > 0
@@ -271,7 +259,7 @@ def test_upsample_mode_round_trip():
     people = R.synthetic_people(OP18, 4, 320, 240, rng)
     hm, pf = R.render_maps(people, OP18, 30, 40, 8)
     out, _ = Decoder(OP18, upsample=4)(hm, pf, stride=8)
-    _match_all(people, out, tol=8)
+    match_people(people, out, tol=8)
 
 
 def test_decode_convenience_equals_decoder_and_empty_maps():

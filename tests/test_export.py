@@ -160,16 +160,22 @@ def _store_maps(pafs, heat):
     return np.ascontiguousarray(img)
 
 
+def _two_people_image(h, w):
+    """(people, image): two synthetic people and an (h, w) image storing their ground-truth
+    maps for a MapReader; test_quantize uses it too."""
+    people = R.synthetic_people(OP18, 2, w, h, np.random.default_rng(4), jitter=2.0,
+                                scale=(0.9, 1.0), max_rotate=10)
+    pafs = render_pafs(people, OP18.limb_index, (h // 8, w // 8), stride=8)
+    heat = render_heatmaps(people, (h // 8, w // 8), stride=8, sigma=7.0)
+    return people, _store_maps(pafs, heat)
+
+
 @pytest.fixture(scope="module")
 def reader_export(tmp_path_factory):
     """An exported MapReader and an image storing two people's maps."""
     _needs_onnx()
     h, w = 256, 320
-    people = R.synthetic_people(OP18, 2, w, h, np.random.default_rng(4), jitter=2.0,
-                                scale=(0.9, 1.0), max_rotate=10)
-    pafs = render_pafs(people, OP18.limb_index, (h // 8, w // 8), stride=8)
-    heat = render_heatmaps(people, (h // 8, w // 8), stride=8, sigma=7.0)
-    img = _store_maps(pafs, heat)
+    people, img = _two_people_image(h, w)
     net = MapReader(OP18.num_pafs, OP18.num_heatmaps)
     prefix = str(tmp_path_factory.mktemp("export") / "reader")
     meta = ex.make_meta(OP18, "map_reader", num_stages=1, boxsize=h,
@@ -245,9 +251,35 @@ def test_symbol_only_export_and_bad_inputs(tmp_path):
         Predictor.from_exported(files["meta"], engine="tensorrt")
 
 
+def test_export_predictor_names_paf_first_outputs(tmp_path, monkeypatch):
+    # tools/export.py exports through export_predictor: a PAF-first network's all-stages
+    # outputs must be numbered by its output_kinds (pafs_1, pafs_2, heatmaps_1, ...).
+    from types import SimpleNamespace
+    net = SimpleNamespace(num_stages=3, output_kinds=("paf", "paf", "heat", "paf", "heat"))
+    pred = SimpleNamespace(net=net, skeleton=OP18, stride=8, boxsize=368, scales=(1.0,),
+                           flip=False, decode_params={}, ctx=None)
+    monkeypatch.setattr(ex, "export_network", lambda net, prefix, meta, formats: meta)
+    meta = ex.export_predictor(pred, "paffirst_vgg19", {}, str(tmp_path / "x"),
+                               all_stages=True)
+    assert meta["outputs"] == ["pafs_1", "pafs_2", "heatmaps_1", "pafs", "heatmaps"]
+
+
 # ---------------------------------------------------------------------------------------
 # tools/export.py
 # ---------------------------------------------------------------------------------------
+def _tiny_lw_weights(tmp_path):
+    """(experiment YAML, .params) of a tiny random LW network (boxsize 128) for the tools'
+    -c/--weights; test_quantize uses it too."""
+    net = _small_net("lwpose_mobilenet")
+    weights = str(tmp_path / "lw.params")
+    net.save_parameters(weights)
+    cfg = tmp_path / "lw.yaml"
+    cfg.write_text("name: lwtiny\ndata: {skeleton: openpose_coco18}\n"
+                   "model: {name: lwpose_mobilenet, kwargs: {width_mult: 0.25, "
+                   "num_channels: 32}}\ntest: {boxsize: 128}\n")
+    return cfg, weights
+
+
 def _tool(*args):
     return subprocess.run([sys.executable, os.path.join("tools", "export.py"), *args],
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
@@ -260,13 +292,7 @@ def test_tool_help():
 
 def test_tool_exports_and_verifies(tmp_path, media):
     _needs_onnx()
-    net = _small_net("lwpose_mobilenet")
-    weights = str(tmp_path / "lw.params")
-    net.save_parameters(weights)
-    cfg = tmp_path / "lw.yaml"
-    cfg.write_text("name: lwtiny\ndata: {skeleton: openpose_coco18}\n"
-                   "model: {name: lwpose_mobilenet, kwargs: {width_mult: 0.25, "
-                   "num_channels: 32}}\ntest: {boxsize: 128}\n")
+    cfg, weights = _tiny_lw_weights(tmp_path)
     out_prefix = str(tmp_path / "exp" / "lw")
     out = _tool("-c", str(cfg), "--weights", weights, "--out", out_prefix, "--flip",
                 "--verify", "--image", os.path.join(media, "COCO_val2014_000000000192.jpg"))

@@ -303,15 +303,19 @@ def test_batch_round_trip_with_ground_truth_maps():
         assert _worst_error(people, out) < 0.25
 
 
-def test_input_batch_resizes_and_pads():
-    seen = []
-
+def _zero_forward(seen):
+    """A NumPy forward giving all-zero maps; it appends each batch's shape to ``seen``."""
     def fwd(batch):
         seen.append(batch.shape)
         B, _, h, w = batch.shape
         return (np.zeros((B, OP18.num_pafs, h // 8, w // 8), np.float32),
                 np.zeros((B, OP18.num_heatmaps, h // 8, w // 8), np.float32))
+    return fwd
 
+
+def test_input_batch_resizes_and_pads():
+    seen = []
+    fwd = _zero_forward(seen)
     pred = Predictor(fwd, OP18, scales=(1.0, 0.5), boxsize=368, engine="numpy")
     img = np.full((300, 451, 3), 200, np.uint8)
     x, (sx, sy) = pred.input_batch(img, 1.0)
@@ -341,13 +345,7 @@ def test_bad_arguments():
 @pytest.mark.parametrize("hw", [(8, 4000), (4000, 8)])
 def test_very_wide_or_tall_image_has_a_bounded_canvas(hw):
     seen = []
-
-    def fwd(batch):
-        seen.append(batch.shape)
-        B, _, h, w = batch.shape
-        return (np.zeros((B, OP18.num_pafs, h // 8, w // 8), np.float32),
-                np.zeros((B, OP18.num_heatmaps, h // 8, w // 8), np.float32))
-
+    fwd = _zero_forward(seen)
     img = np.full(hw + (3,), 90, np.uint8)
     # unbounded, the 8 px side would be scaled to 368: a 184000 x 368 input (270 MB)
     pred = Predictor(fwd, OP18, scales=(1.0, 2.0), boxsize=368, engine="numpy")

@@ -9,6 +9,8 @@ from mxpose.loss import MultiStageL2Loss
 from mxpose.model_zoo import (get_model, list_models, load_pretrained_base, pair_outputs,
                               CPMVGG19, LWPoseMobileNet)
 
+from helpers import reinit_he
+
 # Small configurations so the suite stays fast on 2 CPU cores.
 CASES = {
     "cpm_vgg19": dict(num_stages=2),
@@ -21,16 +23,6 @@ def _build(case, **extra):
     name = "lwpose_mobilenet" if case.startswith("lwpose") else case
     kw = dict(CASES[case], **extra)
     return get_model(name, **kw), kw
-
-
-def _reinit_he(net):
-    # CMU's gaussian(0.01) stage init gives outputs ~1e-4; He init gives O(1) outputs so
-    # numeric comparisons below are meaningful.
-    net.initialize(mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2),
-                   force_reinit=True)
-    for k, p in net.collect_params().items():
-        if k.endswith("bias"):
-            p.set_data(mx.nd.random.uniform(-0.1, 0.1, p.shape))
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -96,7 +88,7 @@ def test_pair_outputs():
 def test_hybridized_equals_imperative(case):
     net, _ = _build(case)
     net.initialize()
-    _reinit_he(net)
+    reinit_he(net)
     x = mx.nd.random.uniform(-0.5, 0.5, (2, 3, 64, 56))
     ref = [o.asnumpy() for o in net(x)]
     net.hybridize(static_alloc=True, static_shape=True)
@@ -273,7 +265,7 @@ def test_activation_form_same_names_and_outputs(case):
     names = sorted(new._collect_params_with_prefix())
     assert names == sorted(old._collect_params_with_prefix())
     new.initialize()
-    _reinit_he(new)
+    reinit_he(new)
     old.initialize()
     for k, p in old._collect_params_with_prefix().items():
         p.set_data(new._collect_params_with_prefix()[k].data())
@@ -300,7 +292,7 @@ def test_plain_gluon_reference_is_the_same_network():
     from mxpose.model_zoo.plain_cpm import PlainCPM
     ours, plain = get_model("cpm_vgg19", num_stages=2), PlainCPM(num_stages=2)
     ours.initialize()
-    _reinit_he(ours)
+    reinit_he(ours)
     plain.initialize()
     x = mx.nd.random.uniform(-0.5, 0.5, (1, 3, 40, 48))
     ours(x), plain(x)

@@ -13,6 +13,8 @@ import pytest
 from mxpose.loss import MultiStageL2Loss
 from mxpose.model_zoo import PAFFIRST_CONFIGS, PafFirstVGG19, get_model
 
+from helpers import RandomPoseData, reinit_he
+
 # Tiny: 3 PAF stages, 2 heatmap stages, one block each, narrow.
 TINY = dict(num_heatmaps=19, num_pafs=38, paf_stages=3, heat_stages=2, paf_blocks=1,
             paf_width=(8, 16, 16), paf_head=16, heat_blocks=(1, 2), heat_width=8,
@@ -21,14 +23,6 @@ TINY = dict(num_heatmaps=19, num_pafs=38, paf_stages=3, heat_stages=2, paf_block
 
 def _tiny(**kw):
     return get_model("paffirst_vgg19", **dict(TINY, **kw))
-
-
-def _reinit_he(net):
-    net.initialize(mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2),
-                   force_reinit=True)
-    for k, p in net.collect_params().items():
-        if k.endswith("bias"):
-            p.set_data(mx.nd.random.uniform(-0.1, 0.1, p.shape))
 
 
 @pytest.mark.parametrize("hw", [(64, 64), (96, 72)])
@@ -88,7 +82,7 @@ def test_bad_arguments():
 def test_hybridized_equals_imperative():
     net = _tiny()
     net.initialize()
-    _reinit_he(net)
+    reinit_he(net)
     for k, p in net.collect_params().items():            # slopes other than 0.25
         if k.endswith("alpha"):
             p.set_data(mx.nd.random.uniform(0, 0.5, p.shape))
@@ -144,23 +138,6 @@ def test_trainer_gives_the_loss_the_output_kinds(tmp_path):
     from mxpose.config import default_config
     from mxpose.train import PoseTrainer, RunOptions, make_contexts
 
-    class Data:                      # random samples, 19 heatmaps / 38 PAFs at 64 px
-        def __init__(self):
-            self.rng = np.random.default_rng(0)
-
-        def __len__(self):
-            return 4
-
-        def reseed(self, seed):
-            self.rng = np.random.default_rng(seed)
-
-        def __getitem__(self, i):
-            r = self.rng
-            return (r.standard_normal((3, 64, 64)).astype(np.float32) * 0.5,
-                    r.random((19, 8, 8)).astype(np.float32), np.ones((19, 8, 8), np.float32),
-                    r.uniform(-1, 1, (38, 8, 8)).astype(np.float32),
-                    np.ones((38, 8, 8), np.float32))
-
     cfg = default_config()
     cfg.name = "tiny_paffirst"
     cfg.data.skeleton = "openpose_coco18"        # stand-in with 19 / 38 channels
@@ -170,7 +147,7 @@ def test_trainer_gives_the_loss_the_output_kinds(tmp_path):
     cfg.train.update(batch_size=2, optimizer="sgd", lr=1e-5, momentum=0.9, max_iters=2,
                      save_every=2, log_every=1, warmup_iters=0, workdir=str(tmp_path))
     t = PoseTrainer(cfg, RunOptions(contexts=make_contexts((), 1), progress=False),
-                    echo=lambda m: None, dataset=Data())
+                    echo=lambda m: None, dataset=RandomPoseData(n=4))
     t.setup()
     assert isinstance(t.net, PafFirstVGG19)
     assert t.loss.kinds == t.net.output_kinds == ("paf", "paf", "heat", "paf", "heat")
@@ -191,7 +168,7 @@ def test_export_all_stages_and_last_stage(tmp_path):
     from mxpose import export as ex
     net = _tiny()
     net.initialize()
-    _reinit_he(net)
+    reinit_he(net)
     for k, p in net.collect_params().items():
         if k.endswith("alpha"):
             p.set_data(mx.nd.random.uniform(0, 0.5, p.shape))
@@ -255,7 +232,7 @@ def test_predictor_reads_the_final_paf_and_heatmaps():
     from mxpose.infer import Predictor
     net = _tiny()
     net.initialize()
-    _reinit_he(net)
+    reinit_he(net)
     pred = Predictor(net, "openpose_coco18", boxsize=64)
     img = np.random.default_rng(2).integers(0, 256, (64, 80, 3), dtype=np.uint8)
     heat, paf, _ = pred.maps(img)

@@ -18,10 +18,9 @@ from mxpose.infer import Predictor  # noqa: E402
 from mxpose.quantize import (QuantizeError, calibration_batches,  # noqa: E402
                              calibration_images, int8_prefix, quantize_export)
 from mxpose.skeleton import get_skeleton  # noqa: E402
-from mxpose.targets import render_heatmaps, render_pafs  # noqa: E402
 
-import reference_decode as R  # noqa: E402
-from test_export import MapReader, _small_net, _store_maps  # noqa: E402
+from test_export import (MapReader, _small_net, _tiny_lw_weights,  # noqa: E402
+                         _two_people_image)
 
 OP18 = get_skeleton("openpose_coco18")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -83,11 +82,7 @@ def test_int8_map_reader_finds_the_same_people(tmp_path):
     # A network reading real people's maps from pixels (tests/test_export.py): after
     # quantization the Predictor must find the same people, in image coordinates.
     h, w = 256, 320
-    people = R.synthetic_people(OP18, 2, w, h, np.random.default_rng(4), jitter=2.0,
-                                scale=(0.9, 1.0), max_rotate=10)
-    pafs = render_pafs(people, OP18.limb_index, (h // 8, w // 8), stride=8)
-    heat = render_heatmaps(people, (h // 8, w // 8), stride=8, sigma=7.0)
-    img = _store_maps(pafs, heat)
+    _, img = _two_people_image(h, w)
     net = MapReader(OP18.num_pafs, OP18.num_heatmaps)
     prefix = str(tmp_path / "reader")
     ex.export_network(net, prefix, ex.make_meta(OP18, "map_reader", num_stages=1, boxsize=h,
@@ -108,13 +103,7 @@ def _tool(name, *args):
 
 
 def test_tools_int8_export_then_evaluate_exported(tmp_path, synth_db):
-    net = _small_net("lwpose_mobilenet")
-    weights = str(tmp_path / "lw.params")
-    net.save_parameters(weights)
-    cfg = tmp_path / "lw.yaml"
-    cfg.write_text("name: lwtiny\ndata: {skeleton: openpose_coco18}\n"
-                   "model: {name: lwpose_mobilenet, kwargs: {width_mult: 0.25, "
-                   "num_channels: 32}}\ntest: {boxsize: 128}\n")
+    cfg, weights = _tiny_lw_weights(tmp_path)
     out = str(tmp_path / "exp" / "lw")
     base = ["-c", str(cfg), "--weights", weights, "--out", out, "--formats", "onnx"]
     # an empty calibration split: one line, exit 2, nothing written

@@ -12,6 +12,8 @@ from mxpose.runs import (CheckpointError, CorruptCheckpointError, checkpoint_pat
                          config_path, load_run_config, mxnet_cause, previous_good_checkpoint,
                          read_params)
 
+from helpers import RandomPoseData
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -128,21 +130,8 @@ def tiny_run(tmp_path_factory):
     cfg.train.update(batch_size=1, max_iters=2, save_every=1, workdir=str(tmp),
                      warmup_iters=0)
 
-    class Data:
-        def __len__(self):
-            return 4
-
-        def reseed(self, seed):
-            self.rng = np.random.default_rng(seed)
-
-        def __getitem__(self, i):
-            r = self.rng
-            return (r.standard_normal((3, 64, 64)).astype(np.float32),
-                    r.random((19, 8, 8), dtype=np.float32), np.ones((19, 8, 8), np.float32),
-                    r.random((38, 8, 8), dtype=np.float32), np.ones((38, 8, 8), np.float32))
-
     PoseTrainer(cfg, RunOptions(contexts=[mx.cpu()], progress=False), echo=lambda m: None,
-                dataset=Data()).setup().run()
+                dataset=RandomPoseData(n=4)).setup().run()
     prefix = checkpoint_prefix(cfg)
     import cv2
     img = str(tmp / "img.png")

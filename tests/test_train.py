@@ -23,38 +23,11 @@ from mxpose.train import (PoseTrainer, RunOptions, StepWarmupSchedule, TrainErro
                           read_log)
 from mxpose.runs import CheckpointError, RunError, load_weights  # noqa: E402
 
+from helpers import RandomPoseData  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(ROOT, "tools", "train.py")
 PY = sys.executable
-
-
-class RandomPoseData:
-    """Samples drawn from the seed the stream gives (deterministic per position)."""
-
-    def __init__(self, n=12, size=64, K=19, P=38, nan_at=()):
-        self.n, self.size, self.K, self.P = n, size, K, P
-        self.nan_at = set(nan_at)
-        self.rng = np.random.default_rng(0)
-
-    def __len__(self):
-        return self.n
-
-    def reseed(self, seed):
-        self.rng = np.random.default_rng(seed)
-
-    def __getitem__(self, i):
-        r, s = self.rng, self.size
-        h = s // 8
-        img = r.standard_normal((3, s, s)).astype(np.float32) * 0.5
-        heat = r.random((self.K, h, h)).astype(np.float32)
-        if i in self.nan_at:
-            # NaN targets: oneDNN's fused ReLU (the zoo's Activation form) maps a NaN input
-            # to 0, so a NaN image alone would not reach the loss
-            img[:] = np.nan
-            heat[:] = np.nan
-        paf = (r.standard_normal((self.P, h, h)) * 0.1).astype(np.float32)
-        return (img, heat, np.ones((self.K, h, h), np.float32), paf,
-                np.ones((self.P, h, h), np.float32))
 
 
 def tiny_cfg(workdir, max_iters=4, **train):

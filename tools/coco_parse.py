@@ -85,17 +85,11 @@ def build_parser():
 
 def read_sigmas(path):
     """The --sigmas file: a JSON list or object (None when no path)."""
-    import json
     from mxpose.data.coco import CocoFormatError
+    from mxpose.jsonio import read_json
     if path is None:
         return None
-    try:
-        with open(path) as f:
-            val = json.load(f)
-    except OSError as e:
-        raise CocoFormatError(f"cannot read --sigmas {path}: {e.strerror or e}") from None
-    except ValueError as e:
-        raise CocoFormatError(f"--sigmas {path}: not JSON ({e})") from None
+    val = read_json(path, "--sigmas file", CocoFormatError)
     if not isinstance(val, (list, dict)):
         raise CocoFormatError(f"--sigmas {path}: expected a list or an object name -> sigma")
     return val

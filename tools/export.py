@@ -158,25 +158,16 @@ def main(argv=None):
 
     calib = _calibration_images(args, formats)
     cfg, prefix, it, pred = load_predictor(args)
-    ctx = pred.ctx
-    net = pred.net
-    num_stages = getattr(net, "num_stages", None)
-    if num_stages is None:
-        import mxnet as mx
-        num_stages = len(net(mx.nd.zeros((1, 3, 64, 64), ctx=ctx))) // 2
     out = args.out or _default_out(args, cfg, prefix, it)
     source = {"experiment": str(cfg.name), "weights": args.weights} if args.weights else \
         {"experiment": str(cfg.name), "prefix": prefix, "iteration": it}
-    meta = ex.make_meta(pred.skeleton, cfg.model.name, dict(cfg.model.kwargs),
-                        num_stages=num_stages, all_stages=args.all_stages,
-                        stride=pred.stride, boxsize=pred.boxsize, scales=pred.scales,
-                        flip=pred.flip, decode_params=pred.decode_params, source=source,
-                        output_kinds=getattr(net, "output_kinds", None))
     t0 = time.perf_counter()
     try:
-        files = ex.export_network(net, out, meta, formats)
+        files = ex.export_predictor(pred, cfg.model.name, dict(cfg.model.kwargs), out,
+                                    formats, all_stages=args.all_stages, source=source)
     except (ex.ExportError, OSError) as e:
         raise CLIError(f"cannot export to {out}: {e}")
+    num_stages = ex.read_meta(out)["model"]["num_stages"]
     print(f"exported {cfg.model.name} ({num_stages} stages, "
           f"{'all stages' if args.all_stages else 'last stage'}) in "
           f"{time.perf_counter() - t0:.1f} s:")

@@ -123,17 +123,12 @@ def _reproduction(args):
     from mxpose.cli import CLIError
     from mxpose.config import default_config, merge_config
     from mxpose.data.store import PoseDB
+    from mxpose.jsonio import read_json
     from mxpose.provenance import short_hash
     path = args.reproduce
     if path.endswith(".params"):
         path = path[:-len(".params")] + ".json"
-    try:
-        with open(path) as f:
-            info = json.load(f)
-    except OSError as e:
-        raise CLIError(f"--reproduce: cannot read {path}: {e.strerror or e}") from None
-    except ValueError as e:
-        raise CLIError(f"--reproduce: {path} is not valid JSON: {e}") from None
+    info = read_json(path, "--reproduce file", CLIError)
     prov = info.get("provenance") if isinstance(info, dict) else None
     if not prov or not prov.get("command") or "config" not in info:
         raise CLIError(f"--reproduce: {path} records no command/config (not a checkpoint "

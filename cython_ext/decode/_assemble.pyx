@@ -490,6 +490,40 @@ def connect_limbs(const float[:, ::1] peaks, const int[::1] offsets,
 # ---------------------------------------------------------------------------------------
 # Assembly
 # ---------------------------------------------------------------------------------------
+cdef inline void _start_person(int[:, ::1] parts, double[::1] total, int[::1] count,
+                               unsigned char[::1] alive, Py_ssize_t p, const float[:, ::1] peaks,
+                               Py_ssize_t ka, int a, Py_ssize_t kb, int b,
+                               double sc) noexcept nogil:
+    # Row p becomes a person of peak a (keypoint ka) and peak b (keypoint kb) joined by a
+    # limb of score sc: both greedy passes start people this way.
+    cdef Py_ssize_t kk
+    for kk in range(parts.shape[1]):
+        parts[p, kk] = -1
+    parts[p, ka] = a
+    parts[p, kb] = b
+    total[p] = <double>peaks[a, 2] + <double>peaks[b, 2] + sc
+    count[p] = 2
+    alive[p] = 1
+
+
+cdef inline Py_ssize_t _keep_people(int[:, ::1] parts, double[::1] total, int[::1] count,
+                                    const unsigned char[::1] alive, Py_ssize_t n,
+                                    int min_parts, double min_score) noexcept nogil:
+    # Of rows [0, n), the alive people with at least min_parts parts and a mean score
+    # (total / parts) of at least min_score, compacted to the front in order; their number.
+    cdef Py_ssize_t p, q = 0, kk
+    for p in range(n):
+        if not alive[p] or count[p] < min_parts or total[p] / count[p] < min_score:
+            continue
+        if q != p:
+            for kk in range(parts.shape[1]):
+                parts[q, kk] = parts[p, kk]
+            total[q] = total[p]
+            count[q] = count[p]
+        q += 1
+    return q
+
+
 def assemble(const double[:, ::1] conns, const float[:, ::1] peaks, const int[:, ::1] limb_index,
              const unsigned char[::1] no_start, int min_parts, double min_score,
              int[:, ::1] parts, double[::1] total, int[::1] count, unsigned char[::1] alive):
@@ -554,24 +588,9 @@ def assemble(const double[:, ::1] conns, const float[:, ::1] peaks, const int[:,
                     count[h0] += count[h1]
                     alive[h1] = 0
             elif nh == 0 and not no_start[l]:
-                for kk in range(K):
-                    parts[np_, kk] = -1
-                parts[np_, ka] = a
-                parts[np_, kb] = b
-                total[np_] = <double>peaks[a, 2] + <double>peaks[b, 2] + sc
-                count[np_] = 2
-                alive[np_] = 1
+                _start_person(parts, total, count, alive, np_, peaks, ka, a, kb, b, sc)
                 np_ += 1
-        q = 0
-        for p in range(np_):
-            if not alive[p] or count[p] < min_parts or total[p] / count[p] < min_score:
-                continue
-            if q != p:
-                for kk in range(K):
-                    parts[q, kk] = parts[p, kk]
-                total[q] = total[p]
-                count[q] = count[p]
-            q += 1
+        q = _keep_people(parts, total, count, alive, np_, min_parts, min_score)
     return q
 
 
@@ -868,13 +887,8 @@ def assemble_crowd(const double[:, ::1] conns, const float[:, ::1] peaks,
                         if ga == -1 and gb == -1:
                             if no_start[l]:
                                 continue
-                            for kk in range(K):
-                                parts[np_, kk] = -1
-                            parts[np_, ka] = a
-                            parts[np_, kb] = b
-                            total[np_] = <double>peaks[a, 2] + <double>peaks[b, 2] + sc
-                            count[np_] = 2
-                            alive[np_] = 1
+                            _start_person(parts, total, count, alive, np_, peaks, ka, a, kb, b,
+                                          sc)
                             own[a, 0] = <int>np_
                             own[b, 0] = <int>np_
                             np_ += 1
@@ -936,16 +950,7 @@ def assemble_crowd(const double[:, ::1] conns, const float[:, ::1] peaks,
                         count[p] += 1
                         own[x, 1] = <int>p
                         break
-            q = 0
-            for p in range(np_):
-                if not alive[p] or count[p] < min_parts or total[p] / count[p] < min_score:
-                    continue
-                if q != p:
-                    for kk in range(K):
-                        parts[q, kk] = parts[p, kk]
-                    total[q] = total[p]
-                    count[q] = count[p]
-                q += 1
+            q = _keep_people(parts, total, count, alive, np_, min_parts, min_score)
     finally:
         free(rank)
     return q

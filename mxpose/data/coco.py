@@ -30,7 +30,6 @@ Re-running on the same DB skips the images already stored, so an interrupted ing
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -40,6 +39,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..jsonio import read_json as _read_json
 from .image import ImageDecodeError, image_size
 from .ingest import IngestSummary
 from .store import PoseDBError, PoseDBWriteError, PoseDBWriter
@@ -397,16 +397,7 @@ def _check_rle(counts, pixels: int, bad):
 def read_json(path: str):
     """The parsed JSON of an annotation file; :class:`CocoFormatError` naming the file when
     it is missing, unreadable or not JSON."""
-    path = str(path)
-    if not os.path.isfile(path):
-        raise CocoFormatError(f"annotation file {path} does not exist")
-    try:
-        with open(path, "rb") as f:
-            return json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CocoFormatError(f"{path}: not a JSON file ({e})") from None
-    except OSError as e:
-        raise CocoFormatError(f"cannot read {path}: {e.strerror or e}") from None
+    return _read_json(path, "annotation file", CocoFormatError)
 
 
 def load_coco_keypoints(path: str, layout_name: Optional[str] = None, sigmas=None,

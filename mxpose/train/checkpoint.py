@@ -31,6 +31,7 @@ from typing import Dict, Sequence
 
 import numpy as np
 
+from ..jsonio import read_json
 from ..runs import (DEFAULT_EXPERIMENT, CheckpointError, checkpoint_path, checkpoint_prefix,
                     config_path, default_experiment, latest_checkpoint, list_checkpoints,
                     load_run_config, load_weights, log_path, mxnet_cause)
@@ -236,8 +237,4 @@ def read_checkpoint_info(prefix: str, iteration: int) -> dict:
             f"no complete checkpoint {prefix}-{int(iteration):04d} (.params + .json); "
             + (f"available iterations: {', '.join(map(str, have))}" if have
                else f"none found under {os.path.dirname(prefix) or '.'}"))
-    try:
-        with open(p) as f:
-            return json.load(f)
-    except ValueError as e:
-        raise CheckpointError(f"{p} is not valid JSON: {e}") from None
+    return read_json(p, "checkpoint record", CheckpointError)

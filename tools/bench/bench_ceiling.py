@@ -26,11 +26,13 @@ import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # _bench_common from anywhere
+from _bench_common import machine, write_json  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NET = "openpose_coco18"
@@ -225,14 +227,8 @@ def main(argv=None):
     if args.json:
         doc = {"benchmark": "ceiling", "threads": 1, "crowd_images": args.crowd_images,
                "noise": args.noise, "blur": args.blur, "seed": args.seed,
-               "machine": platform.processor() or platform.machine(), "rows": rows}
-        try:
-            with open(args.json, "w") as f:
-                json.dump(doc, f, indent=2)
-        except OSError as e:
-            print(f"error: cannot write {args.json}: {e}", file=sys.stderr)
-            return 1
-        print(f"wrote {args.json}")
+               "machine": machine(), "rows": rows}
+        return write_json(args.json, doc)
     return 0
 
 

@@ -17,12 +17,14 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_v, "1")
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # _bench_common from anywhere
+from _bench_common import machine, write_json  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -144,15 +146,9 @@ def main(argv=None):
     if args.json:
         doc = {"benchmark": "decode", "image": [args.width, args.height], "maps": [w, h],
                "stride": args.stride, "skeleton": skel.name, "threads": 1,
-               "images_per_row": args.images, "machine": platform.processor() or platform.machine(),
+               "images_per_row": args.images, "machine": machine(),
                "python": platform.python_version(), "rows": rows}
-        try:
-            with open(args.json, "w") as f:
-                json.dump(doc, f, indent=2)
-        except OSError as e:
-            print(f"error: cannot write {args.json}: {e}", file=sys.stderr)
-            return 1
-        print(f"wrote {args.json}")
+        return write_json(args.json, doc)
     return 0
 
 

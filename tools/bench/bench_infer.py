@@ -39,14 +39,15 @@ Examples:
   python tools/bench/bench_infer.py --batches 1 --act both --mkldnn --reference --engines mxnet
 """
 import argparse
-import json
 import os
-import platform
 import sys
 import tempfile
 import time
 
 from mxpose.cli import use_all_cores
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # _bench_common from anywhere
+from _bench_common import machine, write_json  # noqa: E402
 
 use_all_cores()   # before mxnet is imported
 
@@ -130,7 +131,7 @@ def _engines(spec):
 def _device(ctx):
     if ctx.device_type == "gpu":
         return f"GPU {ctx.device_id} (mxnet)"
-    cpu = platform.processor() or platform.machine()
+    cpu = machine()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -380,12 +381,7 @@ def main(argv=None):
         doc = {"device": device, "note": "shared machine: numbers inflated by other load",
                "size": args.size, "skeleton": skel.name, "versions": versions,
                "act": args.act, "forward": forward, "ratios": ratios, "end_to_end": e2e}
-        try:
-            with open(args.json, "w") as f:
-                json.dump(doc, f, indent=2)
-        except OSError as e:
-            raise BenchError(f"cannot write {args.json}: {e}")
-        print(f"wrote {args.json}")
+        return write_json(args.json, doc)
     return 0
 
 

@@ -28,6 +28,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # _bench_common from anywhere
+from _bench_common import write_json  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_SAMPLE = os.path.join(os.environ.get(
     "MXPOSE_SHARED_DATA", os.path.join(os.path.dirname(ROOT), "shared", "data")), "coco_sample")
@@ -190,9 +193,7 @@ def main(argv=None):
     if args.json:
         info = {"results": results, "cpu_count": os.cpu_count(), "repeat": args.repeat,
                 "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        with open(args.json, "w") as f:
-            json.dump(info, f, indent=2)
-        print(f"wrote {args.json}")
+        return write_json(args.json, info)
     return 0
 
 

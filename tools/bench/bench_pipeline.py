@@ -22,10 +22,12 @@ for _v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ[_v] = "1"   # before numpy/mxnet/cv2 start their thread pools
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # _bench_common from anywhere
+from _bench_common import write_json  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COCO_SAMPLE = os.path.join(os.path.dirname(ROOT), "shared", "data", "coco_sample")
@@ -206,13 +208,13 @@ def main(argv=None):
             kind = ("in-process" if r["workers"] == 0 else
                     f"{r['workers']} {'threads' if r['thread_pool'] else 'processes'}")
             print(f"{kind:<30}{r['samples_per_s']:>15.1f}")
+    rc = 0
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
-        print(f"\nwrote {args.json}")
+        print()
+        rc = write_json(args.json, result)
     if tmp is not None:
         tmp.cleanup()
-    return 0
+    return rc
 
 
 if __name__ == "__main__":

@@ -21,12 +21,14 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # _bench_common from anywhere
+from _bench_common import machine, write_json  # noqa: E402
 
 # Targets by layout and people per sample (issue 3: openpose_coco18; issue 9: body25).
 TARGET_US = {"openpose_coco18": {1: 30.0, 10: 120.0}, "body25": {10: 60.0}}
@@ -198,17 +200,11 @@ def main(argv=None):
                "map_size": list(grid), "layout": skel.name, "sigma": 7.0,
                "paf_width": 1.0, "unit": "microseconds per sample", "statistic": "median",
                "threads": 1, "repeats": args.repeats, "ref_repeats": args.ref_repeats,
-               "machine": {"processor": platform.processor() or platform.machine(),
+               "machine": {"processor": machine(),
                            "python": platform.python_version(), "numpy": np.__version__},
                "results": rows,
                "masks": {"pool_us": round(pool_us, 2), "pool_and_expand_us": round(mask_us, 2)}}
-        try:
-            with open(args.json, "w") as f:
-                json.dump(doc, f, indent=2)
-        except OSError as e:
-            print(f"error: cannot write {args.json}: {e}", file=sys.stderr)
-            return 1
-        print(f"wrote {args.json}")
+        return write_json(args.json, doc)
     return 0
 
 

@@ -24,7 +24,6 @@ times and keeps each one's best, so load on a shared machine hits them alike; th
 summary gives each variant's img/s relative to the default form.
 """
 import argparse
-import json
 import os
 import platform
 import sys
@@ -32,6 +31,9 @@ import tempfile
 import time
 
 from mxpose.cli import use_all_cores
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # _bench_common from anywhere
+from _bench_common import write_json  # noqa: E402
 
 use_all_cores()   # before mxnet is imported
 
@@ -250,9 +252,7 @@ def main(argv=None):
                "mxnet": mx.__version__, "cpu_count": os.cpu_count(),
                "platform": platform.platform(), "act": args.act, "rounds": args.rounds,
                "results": results, "ratios": ratios}
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
-        print(f"wrote {args.json}")
+        return write_json(args.json, out, indent=1)
     return 0
 
 
