@@ -30,9 +30,11 @@ cannot attach it).
 
 Cost: 1200 + 600 iterations of 4 crops of 160 px, as before the boxsize went from 160 to
 256 (in 'image' mode the crop, not the boxsize, sets the training cost). The COCO test
-alone on 2 cores with the default threads, old (boxsize 160, one scale) and new run back
-to back with the machine otherwise nearly idle: 171 s (AP 0.714) and 133 s (AP 0.930),
-so not slower; the five test scales add seconds. The MPII test: 2.2 CPU minutes.
+alone on 2 cores with the default threads (pytest wall time, the machine otherwise nearly
+idle, load 1.2-2.6 with the test itself), old (boxsize 160, one scale) and new back to
+back, then again in the other order: old 171 s then new 133 s; new 166 s then old 171 s
+(CPU 318 / 255 s and 317 / 328 s; AP 0.714 old and 0.930 new each time). Not slower; the
+five test scales add seconds. The MPII test: 87-91 s of wall time the same way.
 """
 import json
 import os
