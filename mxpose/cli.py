@@ -391,7 +391,7 @@ def load_onnx_predictor(args, spin: bool = True, threads: int = 0):
         except OSError as e:
             raise CLIError(f"cannot write the ONNX export {out}: {e}; pass --onnx-cache DIR")
     t = cfg.test
-    kw = dict({"scales": t.scales, "flip": t.flip, "boxsize": t.boxsize,
+    kw = dict({"scales": t.scales, "flip": t.flip, "boxsize": t.boxsize, "margin": t.margin,
                "decode_params": decode_params_from_config(cfg)}, **predictor_options(args))
     return cfg, prefix, it, Predictor.from_exported(out, engine="onnx", spin=spin,
                                                     threads=threads, **kw)

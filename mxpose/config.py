@@ -104,6 +104,7 @@ def default_config() -> EasyDict:
             "scales": [1.0],
             "flip": False,
             "boxsize": 368,
+            "margin": 0,                   # grey border around the test image, input px
             "thre1": 0.1,
             "thre2": 0.05,
             "min_parts": 4,

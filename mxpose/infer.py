@@ -1,7 +1,8 @@
 """``Predictor``: image -> (multi-scale, flip) maps -> decode -> people in image coordinates.
 
 For each scale ``s_i = scale * boxsize / h`` the image is resized (bicubic), padded on the
-right and bottom to a multiple of the stride with grey (128), normalised as in training
+right and bottom to a multiple of the stride with grey (128), optionally surrounded by a
+grey ``margin`` (the maps of the margin are cut off again), normalised as in training
 and passed through the network (the flipped copy in the same batch). The last stage's
 maps of every scale and flip are resampled onto one common grid, the stride grid of the
 first scale, averaged, and decoded there (with sub-cell peak refinement); the decoded
@@ -88,6 +89,13 @@ class Predictor:
         image height is scaled to ``scale * boxsize``; a very wide or tall image (a 4000x8
         strip would become 184000x368) is scaled down further so that its longer side fits,
         which bounds memory and time. Ordinary photos at CMU's scales stay well below it.
+    margin : int
+        Grey border (input pixels, rounded up to a multiple of the stride) put around
+        the resized image on every side; its maps are cut off before decoding (default 0,
+        CMU's way). Training crops show an image edge with grey beyond it, while without a
+        margin the image edge is the network input's edge, where the convolutions pad
+        with zeros instead: people touching the image border are then found less
+        precisely (measured on the COCO sample, see experiments/sample_overfit_lwpose.yaml).
     ctx : mxnet Context, optional (default CPU).
     decode_params : dict
         Passed to :func:`mxpose.decode.decode` (thresholds).
@@ -99,7 +107,7 @@ class Predictor:
 
     def __init__(self, net, skeleton, scales: Sequence[float] = (1.0,), flip: bool = False,
                  boxsize: int = 368, stride: int = 8, ctx=None, decode_params=None,
-                 engine: str = "gluon", max_side: int = 4096):
+                 engine: str = "gluon", max_side: int = 4096, margin: int = 0):
         self.skeleton = get_skeleton(skeleton)
         self.scales = tuple(float(s) for s in scales)
         if not self.scales or min(self.scales) <= 0:
@@ -108,6 +116,9 @@ class Predictor:
         self.boxsize = int(boxsize)
         self.stride = int(stride)
         self.max_side = int(max_side)
+        if int(margin) != margin or margin < 0:
+            raise ValueError(f"margin must be a non-negative integer, got {margin!r}")
+        self.margin = -(-int(margin) // self.stride) * self.stride
         if self.boxsize < self.stride or self.max_side < self.stride:
             raise ValueError(f"boxsize ({boxsize}) and max_side ({max_side}) must be at least "
                              f"the network stride {self.stride}")
@@ -174,6 +185,7 @@ class Predictor:
         kw.setdefault("scales", t.scales)
         kw.setdefault("flip", t.flip)
         kw.setdefault("boxsize", t.boxsize)
+        kw.setdefault("margin", t.margin)
         kw.setdefault("decode_params", decode_params_from_config(cfg))
         return cls(net, skel, ctx=ctx, **kw)
 
@@ -252,8 +264,9 @@ class Predictor:
         resized = cv2.resize(img, (rw, rh), interpolation=cv2.INTER_CUBIC)
         ph = -(-rh // self.stride) * self.stride
         pw = -(-rw // self.stride) * self.stride
-        padded = cv2.copyMakeBorder(resized, 0, ph - rh, 0, pw - rw, cv2.BORDER_CONSTANT,
-                                    value=(128, 128, 128))
+        m = self.margin
+        padded = cv2.copyMakeBorder(resized, m, ph - rh + m, m, pw - rw + m,
+                                    cv2.BORDER_CONSTANT, value=(128, 128, 128))
         return padded, (sx, sy)
 
     def _unflip(self, heat, paf):
@@ -323,6 +336,9 @@ class Predictor:
         base = None
         for x, (sx, sy) in inputs:
             paf, heat = self._forward(x)
+            if self.margin:
+                c = self.margin // self.stride
+                paf, heat = paf[:, :, c:-c, c:-c], heat[:, :, c:-c, c:-c]
             if base is None:
                 base = (sx, sy)
                 out_hw = heat.shape[2:]

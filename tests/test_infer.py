@@ -217,7 +217,7 @@ def test_test_config_reaches_the_decoder(tmp_path, monkeypatch, small_net):
     cfg.model.kwargs = {"width_mult": 0.25, "num_channels": 32}
     cfg.test.update(scales=[0.5, 1.0], flip=True, boxsize=96, thre1=0.23, thre2=0.07,
                     min_parts=2, min_score=0.31, sigma=2.5, refine="quadratic",
-                    sampling="nearest")
+                    sampling="nearest", margin=12)
     seen = {}
     real = mxpose.decode.decode
 
@@ -233,8 +233,9 @@ def test_test_config_reaches_the_decoder(tmp_path, monkeypatch, small_net):
     pred(np.full((96, 128, 3), 90, np.uint8))
     for key in ("thre1", "thre2", "min_parts", "min_score", "sigma", "refine", "sampling"):
         assert seen[key] == cfg.test[key], key
-    # two scales of a 96-px high image at boxsize 96, each with its mirrored copy
-    assert inputs == [(2, 3, 48, 64), (2, 3, 96, 128)]
+    # two scales of a 96-px high image at boxsize 96, each with its mirrored copy, inside
+    # a margin of 12 px rounded up to 16 (two cells) on every side
+    assert inputs == [(2, 3, 80, 96), (2, 3, 128, 160)]
     assert seen["shape"][1:] == (6, 8)          # decoded on the first scale's grid
 
 
@@ -275,6 +276,35 @@ def test_batch_of_images_equals_one_by_one(small_net, flip):
     assert len(pred.predict_batch(imgs)) == 3 and pred.maps_batch([]) == []
     with pytest.raises(ValueError, match="one size"):
         pred.maps_batch([imgs[0], imgs[1][:100]])
+
+
+@pytest.mark.parametrize("scales", [(1.0,), (1.0, 0.5)], ids=["s1", "multi"])
+def test_margin_is_grey_and_cut_off(scales):
+    """With ``margin`` the network sees the image inside a grey border of that many pixels
+    (rounded up to the stride) on every side, and the border's maps are cut off before
+    decoding: people come back where they are, and maps of the border (here garbage
+    peaks) never reach the decoder."""
+    h, w = 300, 400
+    people = R.synthetic_people(OP18, 2, w, h, np.random.default_rng(5), jitter=2.0,
+                                scale=(0.8, 1.0), max_rotate=10)
+    eng = GroundTruthEngine(people, OP18, (h, w), scales, flip=True)
+    m = 24                                            # 20 rounded up to 3 cells
+
+    def fwd(batch):
+        assert (batch[..., :m, :] == 0).all() and (batch[..., -m:, :] == 0).all()
+        assert (batch[..., :m] == 0).all() and (batch[..., -m:] == 0).all()
+        assert (batch[:, :, m:-m, m:-m] != 0).any()   # the image itself is not grey
+        paf, heat = eng(np.ascontiguousarray(batch[:, :, m:-m, m:-m]))
+        c = m // 8
+        wide = [(0, 0), (0, 0), (c, c), (c, c)]
+        return np.pad(paf, wide, constant_values=0.7), np.pad(heat, wide, constant_values=0.9)
+
+    pred = Predictor(fwd, OP18, scales=scales, flip=True, margin=20, engine="numpy")
+    assert pred.margin == m
+    out, _ = pred(np.full((h, w, 3), 30, np.uint8))
+    assert _worst_error(people, out) < (0.25 if len(scales) == 1 else 1.0)
+    with pytest.raises(ValueError, match="margin"):
+        Predictor(fwd, OP18, margin=-8, engine="numpy")
 
 
 def test_batch_round_trip_with_ground_truth_maps():

@@ -1,5 +1,5 @@
 """Real photos are learnt: a slim network trained on the COCO sample (4 images, 12 labelled
-people) reaches COCO keypoint AP >= 0.6 on those same images, and one trained on the MPII
+people) reaches COCO keypoint AP >= 0.9 on those same images, and one trained on the MPII
 sample (5 images) reaches PCKh@0.5 >= 90 % on its images.
 
 The synthetic quickstart never takes the real-photo path; this test does, with the tools a
@@ -7,23 +7,34 @@ user runs (coco_parse / mpi_parse -> train -> evaluate): JPEGs decoded at 1/2 (C
 1/4 (MPII) size and mapped back to original coordinates, COCO ignore masks, keypoints
 converted to the network's layout and back, and the test-time resize of the Predictor
 (``aug.scale_mode: image`` makes training see people at the size the evaluation shows
-them; see experiments/sample_overfit_lwpose.yaml).
+them), its grey margin and its multi-scale averaging (see
+experiments/sample_overfit_lwpose.yaml for why each setting).
 
-Not a generalisation test: training and evaluation images are the same. Measured (2026-11,
-one run each): COCO AP 0.714 after the 1200 iterations (0.66 / 0.62 / 0.70 at 800 / 1000 /
-1400), MPII PCKh 97.9 % after 600. What the thresholds catch, measured by moving the
-trained networks' predictions: COCO AP falls to 0.56 when keypoints are 2 input pixels
-(a quarter of a map cell) off and to 0.30 at 4; MPII PCKh falls to 86 % at 6 px and 32 %
-at 8 px. Training with the 1/4-size decode not mapped back to original pixels
-(the affine's decode step dropped) gave MPII PCKh 0 %. Not guarded: training without
-ignore masks (targets.use_masks=false) still gave COCO AP 0.69, since the sample's ignore
-regions cover only two unlabelled people, which COCO's evaluation ignores too. The 0.9
-AP the issue asked for was not reached on the CI budget: the two smallest people (36 and
-42 px tall at test time) and the face points limit it.
+Not a generalisation test: training and evaluation images are the same. Measured (2026-12,
+one MXNet thread, train.seed 0 / 1 / 2, the same 1200 iterations of 4 crops of 160 px):
+COCO AP 0.62 at the old boxsize 160 (seed 0; 0.71 with two threads); at boxsize
+256 0.81 / - / -, with the 64 px test margin 0.90 / 0.90 / 0.88, and with the five test
+scales (the experiment) 0.92 / 0.97 / 0.94 (0.93 with seed 0 and two threads). MPII PCKh
+97.9 % after 600 (boxsize 160, margin 64, one scale; 100 % without the margin, 93.3 %
+with the five scales: its knees and ankles suffered, so its test keeps one scale).
+What the thresholds catch, measured by moving the trained networks' predictions: COCO AP
+(seed 2, 0.94) falls to 0.87 when every keypoint is 1 input pixel off, to 0.76 at 2 (a
+quarter of a map cell) and to 0.48 at 4; MPII PCKh falls to 86 % at 6 px and 32 % at 8 px.
+Training with the 1/4-size decode not mapped back to original pixels (the affine's decode
+step dropped) gave MPII PCKh 0 %; testing without the margin gave COCO AP 0.75-0.81 (three
+networks). Not guarded: training without ignore masks (targets.use_masks=false) still gave
+COCO AP 0.69 at boxsize 160, since the sample's ignore regions cover only two unlabelled
+people, which COCO's evaluation ignores too. What is left below 1: the face points of the
+smallest person (57 px tall at test) and a wrist whose elbow is not labelled (the decoder
+cannot attach it).
 
-Cost: 1200 + 600 iterations of 4 crops of 160 px; the two tests used 4.2 and 2.2 CPU
-minutes with one MXNet thread (11 and 14 min of wall time on a machine shared by 8
-workers); on 2 idle cores that suggests about 4 minutes (not measured idle).
+Cost: 1200 + 600 iterations of 4 crops of 160 px, as before the boxsize went from 160 to
+256 (in 'image' mode the crop, not the boxsize, sets the training cost). The COCO test
+alone on 2 cores with the default threads (pytest wall time, the machine otherwise nearly
+idle, load 1.2-2.6 with the test itself), old (boxsize 160, one scale) and new back to
+back, then again in the other order: old 171 s then new 133 s; new 166 s then old 171 s
+(CPU 318 / 255 s and 317 / 328 s; AP 0.714 old and 0.930 new each time). Not slower; the
+five test scales add seconds. The MPII test: 87-91 s of wall time the same way.
 """
 import json
 import os
@@ -72,7 +83,7 @@ def test_coco_sample_is_learnt(coco_sample, tmp_path):
     res = _train_and_evaluate(db, str(tmp_path / "work"))
     print("COCO sample AP", res["coco"])
     assert res["images"] == 4 and not res["failures"]
-    assert res["coco"]["AP"] >= 0.6, res["coco"]
+    assert res["coco"]["AP"] >= 0.9, res["coco"]
 
 
 def _mpii_release(sample_dir, path):
@@ -99,9 +110,11 @@ def test_mpii_sample_is_learnt(mpii_sample, tmp_path):
     n = _mpii_release(mpii_sample, mat)
     _tool("mpi_parse.py", "--annotations", mat, "--images", mpii_sample, "--out", db,
           "--no-progress")
-    # 600 iterations suffice here (PCKh 84 % after 400, 98 % after 600)
+    # 600 iterations suffice here (PCKh 84 % after 400, 98 % after 600); its people fill
+    # their images, 117-210 px tall at boxsize 160 (the COCO sample needs 256). One test
+    # scale: the five of the experiment lowered PCKh to 93.3 % (knees and ankles)
     res = _train_and_evaluate(db, str(tmp_path / "work"), "data.skeleton=openpose_mpi15",
-                              "train.max_iters=600")
+                              "train.max_iters=600", "test.boxsize=160", "test.scales=[1.0]")
     print("MPII sample PCKh", res["pckh"], "AP", res["coco"]["AP"])
     assert res["images"] == n and not res["failures"]
     assert res["pckh"]["count"] == 76      # every labelled joint of the sample counted

@@ -99,6 +99,8 @@ def make_card(*, ground_truth: dict, image_ids: Sequence[int], predictor=None, o
         for key in ("max_side", "max_pixels"):   # canvas bounds, where the Predictor has them
             if hasattr(predictor, key):
                 inference[key] = getattr(predictor, key)
+        if getattr(predictor, "margin", 0):
+            inference["margin"] = int(predictor.margin)
         decode_params = predictor.decode_params
     ids = [int(i) for i in image_ids]
     versions = library_versions()
