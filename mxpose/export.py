@@ -114,13 +114,15 @@ def output_names(num_stages: int, all_stages: bool, kinds: Optional[Sequence[str
 def make_meta(skeleton, model_name: str, model_kwargs: Optional[dict] = None, *,
               num_stages: int, all_stages: bool = False, stride: int = 8,
               boxsize: int = 368, scales: Sequence[float] = (1.0,), flip: bool = False,
-              decode_params: Optional[dict] = None, source: Optional[dict] = None,
+              margin: int = 0, decode_params: Optional[dict] = None,
+              source: Optional[dict] = None,
               output_kinds: Optional[Sequence[str]] = None) -> dict:
     """The sidecar's content (JSON-serialisable).
 
     Everything a :class:`~mxpose.infer.Predictor` needs besides the graph: the skeleton
     definition (names, limbs, flip pairs, so custom layouts work), the grid (stride), the
-    input size and normalisation, default test-time scales/flip and decoder thresholds.
+    input size and normalisation, default test-time scales/flip/margin and decoder
+    thresholds.
     """
     from .skeleton import get_skeleton
     skel = get_skeleton(skeleton)
@@ -140,7 +142,8 @@ def make_meta(skeleton, model_name: str, model_kwargs: Optional[dict] = None, *,
                   "multiple_of": int(stride)},
         "outputs": output_names(num_stages, all_stages, output_kinds),
         "all_stages": bool(all_stages),
-        "test": {"scales": [float(s) for s in scales], "flip": bool(flip)},
+        "test": {"scales": [float(s) for s in scales], "flip": bool(flip),
+                 "margin": int(margin)},
         "decode": _plain(dict(decode_params or {})),
         "source": _plain(dict(source or {})),
     }
@@ -358,6 +361,7 @@ def export_predictor(predictor, model_name: str, model_kwargs: Optional[dict], p
     meta = make_meta(predictor.skeleton, model_name, model_kwargs, num_stages=num_stages,
                      all_stages=all_stages, stride=predictor.stride,
                      boxsize=predictor.boxsize, scales=predictor.scales, flip=predictor.flip,
+                     margin=getattr(predictor, "margin", 0),
                      decode_params=predictor.decode_params, source=source,
                      output_kinds=getattr(net, "output_kinds", None))
     return export_network(net, prefix, meta, formats)
@@ -468,7 +472,8 @@ def verify_export(prefix: str, predictor, image: np.ndarray, engines=("symbol", 
                   **predictor.decode_params) for m in (ref, ref64)]
     people_tol = max(people_tol, FLOAT32_MARGIN * people_difference(*dec))
     opts = {"scales": predictor.scales, "flip": predictor.flip, "boxsize": predictor.boxsize,
-            "stride": predictor.stride, "decode_params": predictor.decode_params}
+            "stride": predictor.stride, "margin": predictor.margin,
+            "decode_params": predictor.decode_params}
     ref_people = predictor(image)
     report = {"gluon": {"people": int(len(ref_people[1]))}}
     ok = True

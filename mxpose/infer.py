@@ -219,6 +219,7 @@ class Predictor:
         files = export_files(path)
         kw.setdefault("scales", meta["test"]["scales"])
         kw.setdefault("flip", meta["test"]["flip"])
+        kw.setdefault("margin", meta["test"].get("margin", 0))   # older sidecars: none
         kw.setdefault("boxsize", meta["boxsize"])
         kw.setdefault("stride", meta["stride"])
         kw.setdefault("decode_params", meta["decode"])

@@ -26,3 +26,17 @@ def test_unwritable_path_is_one_line_and_exit_1(tmp_path, capsys):
     assert _common().write_json(str(tmp_path), {"a": 1}) == 1     # a folder
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: cannot write {tmp_path}:")
+
+
+def test_act_kwargs_follow_the_model_constructors():
+    """Models with the two ReLU forms get ``act``; paffirst_vgg19 (PReLU) has one form:
+    no ``act`` argument, and no relu_op variant for the benches to time."""
+    act_kwargs = _common().act_kwargs
+    assert act_kwargs("lwpose_mobilenet", "relu_op") == {"act": "relu_op"}
+    assert act_kwargs("cpm_vgg19", "activation") == {"act": "activation"}
+    assert act_kwargs("paffirst_vgg19", "activation") == {}
+    assert act_kwargs("paffirst_vgg19", "relu_op") is None
+    from mxpose.model_zoo import get_model, model_arguments
+    assert "act" not in model_arguments("paffirst_vgg19")
+    get_model("paffirst_vgg19", num_heatmaps=26, num_pafs=52,
+              **act_kwargs("paffirst_vgg19", "activation"))      # builds

@@ -293,6 +293,9 @@ def test_tool_help():
 def test_tool_exports_and_verifies(tmp_path, media):
     _needs_onnx()
     cfg, weights = _tiny_lw_weights(tmp_path)
+    # a test margin (rounded up to the stride: 16) travels in the sidecar
+    cfg.write_text(cfg.read_text().replace("test: {boxsize: 128}",
+                                           "test: {boxsize: 128, margin: 12}"))
     out_prefix = str(tmp_path / "exp" / "lw")
     out = _tool("-c", str(cfg), "--weights", weights, "--out", out_prefix, "--flip",
                 "--verify", "--image", os.path.join(media, "COCO_val2014_000000000192.jpg"))
@@ -302,6 +305,9 @@ def test_tool_exports_and_verifies(tmp_path, media):
     assert meta["model"] == {"name": "lwpose_mobilenet", "num_stages": 2,
                              "kwargs": {"width_mult": 0.25, "num_channels": 32}}
     assert meta["boxsize"] == 128 and meta["test"]["flip"] is True
+    assert meta["test"]["margin"] == 16
+    from mxpose.infer import Predictor
+    assert Predictor.from_exported(out_prefix, engine="onnx").margin == 16
     assert meta["source"]["weights"] == weights
     # user mistakes: one line, exit 2
     bad = _tool("-c", str(cfg), "--weights", str(tmp_path / "nope.params"))

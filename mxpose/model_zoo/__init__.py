@@ -28,7 +28,7 @@ from .lwpose_mobilenet import LWPoseMobileNet, lwpose_mobilenet
 from .paffirst_vgg19 import PAFFIRST_CONFIGS, PafFirstVGG19, paffirst_vgg19
 from .pretrained import base_parameters, load_pretrained_base
 
-__all__ = ["ModelError", "get_model", "list_models", "register_model", "pair_outputs", "resolve_sizes", "CPMVGG19",
+__all__ = ["ModelError", "get_model", "model_arguments", "list_models", "register_model", "pair_outputs", "resolve_sizes", "CPMVGG19",
            "cpm_vgg19", "LWPoseMobileNet", "lwpose_mobilenet", "load_pretrained_base",
            "base_parameters", "PafFirstVGG19", "paffirst_vgg19", "PAFFIRST_CONFIGS"]
 
@@ -50,6 +50,14 @@ def register_model(name: str, ctor):
     if name in _MODELS and _MODELS[name] is not ctor:
         raise ValueError(f"model name {name!r} is taken")
     _MODELS[name] = ctor
+
+
+def model_arguments(name: str) -> list:
+    """The constructor arguments of model ``name`` (e.g. whether it takes ``act``)."""
+    import inspect
+    if name not in _MODELS:
+        raise ModelError(f"unknown model {name!r}; valid names: {', '.join(list_models())}")
+    return [p for p in inspect.signature(_MODELS[name]).parameters if p != "kwargs"]
 
 
 def get_model(name: str, **kwargs):

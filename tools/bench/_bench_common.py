@@ -6,7 +6,7 @@ import json
 import platform
 import sys
 
-__all__ = ["machine", "write_json"]
+__all__ = ["machine", "write_json", "act_kwargs"]
 
 
 def machine() -> str:
@@ -26,3 +26,14 @@ def write_json(path: str, doc, indent: int = 2) -> int:
         return 1
     print(f"wrote {path}")
     return 0
+
+
+def act_kwargs(name: str, act: str):
+    """Model kwargs selecting the activation form ``act`` ('activation' or 'relu_op') of
+    model ``name``: ``{"act": act}``, ``{}`` for a model with one form only (e.g.
+    paffirst_vgg19's PReLUs) and 'activation', None for such a model and 'relu_op' (no
+    such variant to time)."""
+    from mxpose.model_zoo import model_arguments
+    if "act" in model_arguments(name):
+        return {"act": act}
+    return {} if act == "activation" else None

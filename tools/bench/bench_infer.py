@@ -47,7 +47,7 @@ import time
 from mxpose.cli import use_all_cores
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # _bench_common from anywhere
-from _bench_common import machine, write_json  # noqa: E402
+from _bench_common import act_kwargs, machine, write_json  # noqa: E402
 
 use_all_cores()   # before mxnet is imported
 
@@ -166,6 +166,8 @@ def _variants(name, args):
     out = ["relu_op"] if args.act == "relu_op" else ["activation"]
     if args.act == "both":
         out.append("relu_op")
+    # a model with one activation form (PReLU) has no relu_op variant
+    out = [v for v in out if act_kwargs(name, v) is not None] or ["activation"]
     if args.mkldnn:
         out.append("activation+mkldnn")
     if args.reference and name == "cpm_vgg19":
@@ -184,7 +186,8 @@ def _build_variant(name, variant, skel, ctx, x):
         net = PlainCPM(num_heatmaps=skel.num_heatmaps, num_pafs=skel.num_pafs)
     else:
         act = "relu_op" if variant == "relu_op" else "activation"
-        net = get_model(name, num_heatmaps=skel.num_heatmaps, num_pafs=skel.num_pafs, act=act)
+        net = get_model(name, num_heatmaps=skel.num_heatmaps, num_pafs=skel.num_pafs,
+                        **act_kwargs(name, act))
     net.initialize(ctx=ctx)
     if variant.endswith("+mkldnn"):
         if ctx.device_type != "cpu":
