@@ -38,5 +38,10 @@ def test_act_kwargs_follow_the_model_constructors():
     assert act_kwargs("paffirst_vgg19", "relu_op") is None
     from mxpose.model_zoo import get_model, model_arguments
     assert "act" not in model_arguments("paffirst_vgg19")
+    act_forms = _common().act_forms
+    assert act_forms("lwpose_mobilenet", "both") == ["activation", "relu_op"]
+    assert act_forms("lwpose_mobilenet", "relu_op") == ["relu_op"]
+    assert act_forms("paffirst_vgg19", "both") == ["activation"]
+    assert act_forms("paffirst_vgg19", "relu_op") == ["activation"]
     get_model("paffirst_vgg19", num_heatmaps=26, num_pafs=52,
               **act_kwargs("paffirst_vgg19", "activation"))      # builds

@@ -6,7 +6,7 @@ import json
 import platform
 import sys
 
-__all__ = ["machine", "write_json", "act_kwargs"]
+__all__ = ["machine", "write_json", "act_kwargs", "act_forms"]
 
 
 def machine() -> str:
@@ -37,3 +37,13 @@ def act_kwargs(name: str, act: str):
     if "act" in model_arguments(name):
         return {"act": act}
     return {} if act == "activation" else None
+
+
+def act_forms(name: str, act: str) -> list:
+    """The activation forms to time for model ``name`` under a bench's ``--act`` value
+    ('activation', 'relu_op' or 'both'), the default first; a model with one form only
+    is timed once, as it is (['activation'])."""
+    forms = ["relu_op"] if act == "relu_op" else ["activation"]
+    if act == "both":
+        forms.append("relu_op")
+    return [f for f in forms if act_kwargs(name, f) is not None] or ["activation"]

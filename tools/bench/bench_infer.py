@@ -47,7 +47,7 @@ import time
 from mxpose.cli import use_all_cores
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # _bench_common from anywhere
-from _bench_common import act_kwargs, machine, write_json  # noqa: E402
+from _bench_common import act_forms, act_kwargs, machine, write_json  # noqa: E402
 
 use_all_cores()   # before mxnet is imported
 
@@ -163,11 +163,7 @@ def _time_round_robin(fns, iters, warmup):
 
 def _variants(name, args):
     """Labels of the mxnet-engine networks to time for model ``name``, default first."""
-    out = ["relu_op"] if args.act == "relu_op" else ["activation"]
-    if args.act == "both":
-        out.append("relu_op")
-    # a model with one activation form (PReLU) has no relu_op variant
-    out = [v for v in out if act_kwargs(name, v) is not None] or ["activation"]
+    out = act_forms(name, args.act)
     if args.mkldnn:
         out.append("activation+mkldnn")
     if args.reference and name == "cpm_vgg19":

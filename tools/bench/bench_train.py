@@ -33,7 +33,7 @@ import time
 from mxpose.cli import use_all_cores
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # _bench_common from anywhere
-from _bench_common import act_kwargs, write_json  # noqa: E402
+from _bench_common import act_forms, act_kwargs, write_json  # noqa: E402
 
 use_all_cores()   # before mxnet is imported
 
@@ -94,13 +94,7 @@ class _CachedBatch:
 
 def _variants(model, args):
     """``[(label, model name, model kwargs)]`` to time for ``model``, default first."""
-    first = "relu_op" if args.act == "relu_op" else "activation"
-    # a model with one activation form (PReLU) is timed once, as it is
-    out = [(first, model, act_kwargs(model, first))]
-    if out[0][2] is None:
-        out = [("activation", model, {})]
-    elif args.act == "both":
-        out.append(("relu_op", model, {"act": "relu_op"}))
+    out = [(form, model, act_kwargs(model, form)) for form in act_forms(model, args.act)]
     if args.reference and model == "cpm_vgg19":
         from mxpose.model_zoo import register_model
         from mxpose.model_zoo.plain_cpm import NAME, PlainCPM
