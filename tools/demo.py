@@ -17,8 +17,9 @@ the files tools/export.py wrote for prefix X (X.onnx: no MXNet needed at all; th
 Frames are read, resized, run through the network and decoded + drawn in separate
 threads at the same time, so a video runs at the speed of the network alone; with the
 onnx engine the network itself runs on --net-workers frames side by side (default 2 on
-a CPU with 2 or more cores: two single-threaded runs get through ~1.2x the frames of
-one run on two threads at 256x456, measured on 2 cores), the results kept in order.
+a CPU with 2 or more cores: two single-threaded runs got through 1.3-1.4x the frames of
+one run on two threads end to end at 256x456, measured on 2 cores), the results kept in
+order.
 Video and camera input run without test-time flipping unless --flip is given (it
 doubles the network's work for a small accuracy gain); images follow the config's
 test.flip. Output: annotated images
@@ -108,6 +109,11 @@ def build_parser():
     return p
 
 
+def _is_stream(args) -> bool:
+    """A video file or a camera (rather than images)."""
+    return args.video is not None or args.camera is not None
+
+
 def _inputs(args, cfg):
     """The frames ``(name, BGR image, time in s)`` and the video's frame rate (None for
     images)."""
@@ -134,7 +140,7 @@ def _inputs(args, cfg):
                     continue
                 yield os.path.basename(f), img, n / 25.0   # a folder of frames: 25 fps
         return gen(), None
-    if args.video is not None or args.camera is not None:
+    if _is_stream(args):
         src = args.video if args.video is not None else args.camera
         if args.video is not None and not os.path.isfile(args.video):
             raise CLIError(f"video file {args.video} does not exist")
@@ -181,8 +187,7 @@ def _net_workers(args, engine: str) -> int:
             raise CLIError("--net-workers above 1 needs --engine onnx (an MXNet network "
                            "must not be run from several threads at once)")
         return args.net_workers
-    stream = args.video is not None or args.camera is not None
-    if engine != "onnx" or not stream or args.gpus:
+    if engine != "onnx" or not _is_stream(args) or args.gpus:
         return 1
     return 2 if usable_cores() >= 2 else 1
 
@@ -252,7 +257,7 @@ def main(argv=None):
     if args.smooth and (args.smooth_cutoff <= 0 or args.smooth_beta < 0):
         raise CLIError("--smooth-cutoff must be > 0 and --smooth-beta >= 0")
     check_output_file(args.json, "--json")
-    if args.flip is None and (args.video is not None or args.camera is not None):
+    if args.flip is None and _is_stream(args):
         args.flip = False      # real time first: --flip turns test-time flipping on
         print("video: no test-time flip (pass --flip to average with the mirrored frame)")
     cfg, pred, workers = _load(args)
