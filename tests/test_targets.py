@@ -344,6 +344,41 @@ def test_target_renderer_matches_functions_and_reuses_buffers():
     assert not hmask[3].any() and np.array_equal(hmask[4], mask)
 
 
+def test_render_copy_writes_every_cell_of_new_arrays_and_keeps_the_mask_cache_honest():
+    # render(copy=True) draws straight into new (uninitialised) arrays instead of copying
+    # the renderer's buffers: every cell must be written, and the renderer's own cached
+    # all-ones masks must not be left stale by it.
+    r = TargetRenderer(SK, 368)
+    kp = random_people(81, 5)
+    sup = np.ones((368, 368), dtype=np.float32)
+    sup[30:150, 200:260] = 0
+    w = np.ones(19, dtype=np.float32)
+    w[5] = 0
+    want = {k: v.copy() for k, v in r.render(kp, sup, heat_weight=w).items()}
+    garbage = [np.full_like(a, np.nan) for a in (r.heatmaps, r.pafs)]
+    hm, paf = r.render_maps(kp, out=garbage)
+    assert hm is garbage[0] and paf is garbage[1]
+    np.testing.assert_array_equal(hm, want["heatmaps"])
+    np.testing.assert_array_equal(paf, want["pafs"])
+    r.render(random_people(82, 2))               # own masks become all ones (cached)
+    got = r.render(kp, sup, heat_weight=w, copy=True)
+    for k, v in want.items():
+        np.testing.assert_array_equal(got[k], v, err_msg=k)
+    assert all(got[k] is not getattr(r, k) for k in ("heatmaps", "pafs", "heat_mask",
+                                                      "paf_mask"))
+    again = r.render(kp, sup, copy=True)
+    assert not np.shares_memory(again["pafs"], got["pafs"])
+    # The copy calls pooled a non-trivial mask into r.mask: later calls without a mask,
+    # copied or not, must give all-ones masks, not a stale r.mask expanded.
+    for copy in (True, False):
+        out = r.render(kp, copy=copy)
+        assert np.all(out["heat_mask"] == 1) and np.all(out["paf_mask"] == 1)
+    out = r.render(kp, heat_weight=w)
+    assert not out["heat_mask"][5].any() and np.all(out["heat_mask"][6] == 1)
+    with pytest.raises(ValueError, match="heatmaps has shape"):
+        r.render_maps(kp, out=(np.zeros((3, 46, 46), np.float32), r.pafs))
+
+
 def test_render_targets_and_cmu_defaults():
     t = dict(default_config().targets, mode="cmu", heatmap_merge=None)
     kp = random_people(61, 3)
@@ -438,3 +473,4 @@ def test_bench_targets_tool(tmp_path, repo_root):
     assert "body25 (26 heatmaps, 52 PAF channels)" in r.stdout
     doc = json.loads(out.read_text())
     assert doc["layout"] == "body25" and doc["results"][0]["target_us"] == 60.0
+    assert doc["loader_path_us"] > 0 and doc["loader_path_people"] == 10

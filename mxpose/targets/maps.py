@@ -392,10 +392,12 @@ class TargetRenderer:
                    paf_width=t.get("paf_width", 1.0), merge=t.get("heatmap_merge"),
                    mode=t.get("mode", "centered"))
 
-    def render_maps(self, keypoints) -> Tuple[np.ndarray, np.ndarray]:
-        """Fill and return ``(heatmaps (K+1, H, W), pafs (2L, H, W))`` (the owned buffers).
+    def render_maps(self, keypoints, out=None) -> Tuple[np.ndarray, np.ndarray]:
+        """Fill and return ``(heatmaps (K+1, H, W), pafs (2L, H, W))``.
 
-        ``keypoints`` (N, K, 3) float32 C-contiguous avoids a conversion copy.
+        ``keypoints`` (N, K, 3) float32 C-contiguous avoids a conversion copy. ``out``
+        (a pair of float32 arrays of those shapes, any contents) receives the maps instead
+        of the renderer's own buffers: every cell is written.
         """
         kp = keypoints
         if not (isinstance(kp, np.ndarray) and kp.dtype == np.float32 and kp.ndim == 3
@@ -404,21 +406,40 @@ class TargetRenderer:
         if kp.shape[1:] != (self.skeleton.num_keypoints, 3):
             raise ValueError(f"keypoints of shape {kp.shape} do not match skeleton "
                              f"{self.skeleton.name!r} (N, {self.skeleton.num_keypoints}, 3)")
-        bad = _maps.render_heatmaps(kp, self.heatmaps, self.stride, self.sigma, self._shift,
+        if out is None:
+            hm, paf = self.heatmaps, self.pafs
+        else:
+            hm = _buffer(out[0], self.heatmaps.shape, "heatmaps")
+            paf = _buffer(out[1], self.pafs.shape, "pafs")
+        bad = _maps.render_heatmaps(kp, hm, self.stride, self.sigma, self._shift,
                                     self._sum_clip, True)
         _raise_bad(bad, "keypoints")
-        _maps.render_pafs(kp, self.limb_index, self.pafs, self._count, self.stride,
+        _maps.render_pafs(kp, self.limb_index, paf, self._count, self.stride,
                           self.paf_width, self._shift, self.mode == "cmu")
-        return self.heatmaps, self.pafs
+        return hm, paf
 
-    def render_masks(self, supervise=None, heat_weight=None,
-                     paf_weight=None) -> Tuple[np.ndarray, np.ndarray]:
+    def render_masks(self, supervise=None, heat_weight=None, paf_weight=None,
+                     out=None) -> Tuple[np.ndarray, np.ndarray]:
         """Fill and return ``(heat_mask (K+1, H, W), paf_mask (2L, H, W))``.
 
         ``supervise`` (h, w) is the input-resolution supervision mask (1 = supervise;
         None = supervise everything); ``heat_weight`` (K+1,) / ``paf_weight`` (2L,)
-        multiply single channels (e.g. 0 for a keypoint of unknown visibility).
+        multiply single channels (e.g. 0 for a keypoint of unknown visibility). ``out``
+        (a pair of float32 arrays, any contents) receives the masks instead of the
+        renderer's own buffers.
         """
+        if out is not None:
+            hmask = _buffer(out[0], self.heat_mask.shape, "heat_mask")
+            pmask = _buffer(out[1], self.paf_mask.shape, "paf_mask")
+            if supervise is None:
+                if not self._masks_are_ones:
+                    self.mask.fill(1.0)
+            else:
+                render_masks(supervise, self.out_shape, self.stride, out=self.mask)
+                self._masks_are_ones = False    # self.mask is no longer all ones
+            expand_mask(self.mask, hmask.shape[0], heat_weight, out=hmask)
+            expand_mask(self.mask, pmask.shape[0], paf_weight, out=pmask)
+            return hmask, pmask
         if supervise is None:
             if not self._masks_are_ones or heat_weight is not None or paf_weight is not None:
                 self.mask.fill(1.0)
@@ -447,7 +468,8 @@ class TargetRenderer:
         heat_weight, paf_weight : array, optional
             Per-channel mask weights, (K+1,) and (2L,).
         copy : bool
-            Return copies instead of the renderer's buffers.
+            Return new arrays (rendered straight into them) instead of the renderer's
+            buffers.
 
         Returns
         -------
@@ -456,12 +478,15 @@ class TargetRenderer:
         buffers, overwritten by the next call: a Dataset that returns them must copy
         (gluon's DataLoader collects a whole batch before stacking it).
         """
-        hm, paf = self.render_maps(keypoints)
-        hmask, pmask = self.render_masks(supervise, heat_weight, paf_weight)
-        out = {"heatmaps": hm, "heat_mask": hmask, "pafs": paf, "paf_mask": pmask}
+        # copy: render straight into new arrays (every cell is written), which spares
+        # rendering into the own buffers and then copying 4 maps per sample.
+        maps_out = masks_out = None
         if copy:
-            out = {k: v.copy() for k, v in out.items()}
-        return out
+            maps_out = (np.empty_like(self.heatmaps), np.empty_like(self.pafs))
+            masks_out = (np.empty_like(self.heat_mask), np.empty_like(self.paf_mask))
+        hm, paf = self.render_maps(keypoints, out=maps_out)
+        hmask, pmask = self.render_masks(supervise, heat_weight, paf_weight, out=masks_out)
+        return {"heatmaps": hm, "heat_mask": hmask, "pafs": paf, "paf_mask": pmask}
 
     def __repr__(self):
         return (f"TargetRenderer({self.skeleton.name!r}, input_size={self.input_size}, "
