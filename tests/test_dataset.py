@@ -52,8 +52,10 @@ def test_items_shapes_and_ranges(syn_db):
     ds = _ds(syn_db)
     assert len(ds) > 10              # several main people per image
     img, heat, hmask, paf, pmask = ds[0]
-    assert img.shape == (3, 128, 128) and heat.shape == hmask.shape == (19, 16, 16)
-    assert paf.shape == pmask.shape == (38, 16, 16)
+    assert img.shape == (3, 128, 128) and heat.shape == (19, 16, 16)
+    assert paf.shape == (38, 16, 16)
+    # one (1, H, W) loss mask, broadcast over the channels by the loss
+    assert hmask.shape == (1, 16, 16) and pmask is hmask
     for a in (img, heat, hmask, paf, pmask):
         assert a.dtype == np.float32 and a.flags.c_contiguous
     assert -0.5 <= img.min() and img.max() < 0.5

@@ -90,6 +90,33 @@ def test_masks_zero_out(batch):
     assert np.all(g[hole] == 0) and np.any(g[~hole] != 0)
 
 
+@pytest.mark.parametrize("hybrid", [False, True])
+def test_one_channel_masks_give_the_expanded_masks_loss_and_gradients(batch, hybrid):
+    """The Dataset's (B, 1, H, W) mask (shared by heatmaps and PAFs) must train exactly
+    as the mask repeated over every channel: same loss, same gradient of every output."""
+    outs, hg, _, pg, _ = batch
+    m = (np.random.default_rng(5).random((B, 1, H, W)) > 0.4).astype(np.float32)
+    full = (np.broadcast_to(m, hg.shape).copy(), np.broadcast_to(m, pg.shape).copy())
+    got = []
+    for hm, pm in ((m, m), full):
+        loss = MultiStageL2Loss(batch_size=B)
+        if hybrid:
+            loss.hybridize(static_alloc=True, static_shape=True)
+        preds = _nd(outs)
+        for p in preds:
+            p.attach_grad()
+        with mx.autograd.record():
+            total, per = loss(preds, *_nd([hg, hm, pg, pm]))
+        total.backward()
+        got.append((total.asscalar(), per.asnumpy(), [p.grad.asnumpy() for p in preds]))
+    (t1, p1, g1), (t2, p2, g2) = got
+    assert t1 == t2 and np.array_equal(p1, p2)
+    for a, b in zip(g1, g2):
+        np.testing.assert_array_equal(a, b)
+    ref_total, _ = _numpy_loss(outs, hg, full[0], pg, full[1], B)
+    np.testing.assert_allclose(t1, ref_total, rtol=1e-5)
+
+
 def test_device_split_sums_to_full_batch(batch):
     """Two 'devices' each normalise by the total batch: losses and gradients add up."""
     outs, hg, hm, pg, pm = batch

@@ -5,9 +5,9 @@ Each item is ``(image, heatmaps, heat_mask, pafs, paf_mask)``, float32:
 =========== ================= =====================================================
 image       (3, S, S)          BGR, ``(v - 128) / 256``
 heatmaps    (K+1, S/s, S/s)    Gaussian per keypoint, background last
-heat_mask   (K+1, S/s, S/s)    1 = supervise
+heat_mask   (1, S/s, S/s)      1 = supervise (the loss broadcasts it over channels)
 pafs        (2L, S/s, S/s)     limb l: x at 2l, y at 2l+1
-paf_mask    (2L, S/s, S/s)
+paf_mask    (1, S/s, S/s)      the same array as heat_mask
 =========== ================= =====================================================
 
 with S the crop size (``aug.input_size``), s the stride, K and L from the network's
@@ -443,8 +443,9 @@ class PoseDataset(_Base):
         sup, offset = self._ignore(s)
         out = self.augmenter.apply(s["M"], s["flipped"], s["params"], img, s["keypoints"],
                                    sup, pre, offset or (0, 0), self._crop_buffer())
-        # copies: gluon's DataLoader holds a whole batch of items before stacking them
-        t = self.renderer.render(out["keypoints"], out["supervise"], copy=True)
+        # new arrays: gluon's DataLoader holds a whole batch of items before stacking them
+        t = self.renderer.render(out["keypoints"], out["supervise"], copy=True,
+                                 expand_masks=False)
         image = normalize_image(out["image"], channels=channels)
         item = (image, t["heatmaps"], t["heat_mask"], t["pafs"], t["paf_mask"])
         if self.return_meta:

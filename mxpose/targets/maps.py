@@ -379,6 +379,7 @@ class TargetRenderer:
         self.mask = np.ones((H, W), dtype=np.float32)
         self.heat_mask = np.ones((K + 1, H, W), dtype=np.float32)
         self.paf_mask = np.ones((2 * L, H, W), dtype=np.float32)
+        self._mask1 = np.ones((1, H, W), dtype=np.float32)   # render(expand_masks=False)
         self._count = np.zeros((H, W), dtype=np.int32)
         self._shift = -1.0 if self.mode == "cmu" else 0.0
         self._sum_clip = self.merge == "sum_clip"
@@ -451,12 +452,24 @@ class TargetRenderer:
             self._masks_are_ones = False
         return self.heat_mask, self.paf_mask
 
+    def render_mask(self, supervise=None, out=None) -> np.ndarray:
+        """Fill and return the ``(1, H, W)`` loss mask: ``supervise`` (h, w) pooled to the
+        map (see :func:`render_masks`), or all ones when None. The loss broadcasts it over
+        the channels (:class:`mxpose.loss.MultiStageL2Loss`). ``out``: the array to fill
+        (default: the renderer's own buffer, overwritten by the next call)."""
+        m = self._mask1 if out is None else _buffer(out, self._mask1.shape, "mask")
+        if supervise is None:
+            m.fill(1.0)
+        else:
+            render_masks(supervise, self.out_shape, self.stride, out=m[0])
+        return m
+
     def _expand(self, heat_weight, paf_weight):
         expand_mask(self.mask, self.heat_mask.shape[0], heat_weight, out=self.heat_mask)
         expand_mask(self.mask, self.paf_mask.shape[0], paf_weight, out=self.paf_mask)
 
     def render(self, keypoints, supervise=None, heat_weight=None, paf_weight=None,
-               copy: bool = False) -> dict:
+               copy: bool = False, expand_masks: bool = True) -> dict:
         """All targets of one sample.
 
         Parameters
@@ -470,6 +483,11 @@ class TargetRenderer:
         copy : bool
             Return new arrays (rendered straight into them) instead of the renderer's
             buffers.
+        expand_masks : bool
+            False: ``heat_mask`` and ``paf_mask`` are one ``(1, H, W)`` array (the same
+            object), which the loss broadcasts over the channels: what the training
+            Dataset uses (it spares writing the mask once per channel and 2/3 of a
+            batch's target memory). Needs no per-channel weights.
 
         Returns
         -------
@@ -483,9 +501,16 @@ class TargetRenderer:
         maps_out = masks_out = None
         if copy:
             maps_out = (np.empty_like(self.heatmaps), np.empty_like(self.pafs))
-            masks_out = (np.empty_like(self.heat_mask), np.empty_like(self.paf_mask))
+            if expand_masks:
+                masks_out = (np.empty_like(self.heat_mask), np.empty_like(self.paf_mask))
+        if not expand_masks and (heat_weight is not None or paf_weight is not None):
+            raise ValueError("per-channel mask weights need expand_masks=True")
         hm, paf = self.render_maps(keypoints, out=maps_out)
-        hmask, pmask = self.render_masks(supervise, heat_weight, paf_weight, out=masks_out)
+        if expand_masks:
+            hmask, pmask = self.render_masks(supervise, heat_weight, paf_weight, out=masks_out)
+        else:
+            hmask = pmask = self.render_mask(supervise, out=np.empty_like(self._mask1)
+                                             if copy else None)
         return {"heatmaps": hm, "heat_mask": hmask, "pafs": paf, "paf_mask": pmask}
 
     def __repr__(self):

@@ -69,16 +69,15 @@ def bench_sample(ds, repeats: int, seed: int):
         out = ds.augmenter.apply(st["M"], st["flipped"], st["params"], img, st["keypoints"],
                                  None, pre, image_out=crop)
         t3 = time.perf_counter()
-        hm, paf = r.render_maps(out["keypoints"])
-        hm, paf = hm.copy(), paf.copy()
+        hm, paf = r.render_maps(out["keypoints"], out=(np.empty_like(r.heatmaps),
+                                                       np.empty_like(r.pafs)))
         t4 = time.perf_counter()
         sub, off = ds._ignore(st)
         sup = None
         if sub is not None:
             sup = ds.augmenter.apply(st["M"], False, st["params"], img[:1, :1],
                                      st["keypoints"][:0], sub, None, off)["supervise"]
-        hmask, pmask = r.render_masks(sup)
-        hmask, pmask = hmask.copy(), pmask.copy()
+        r.render_mask(sup, out=np.empty((1,) + r.out_shape, dtype=np.float32))
         t5 = time.perf_counter()
         normalize_image(out["image"], channels=channels)
         t6 = time.perf_counter()
