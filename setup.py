@@ -33,8 +33,9 @@ def _extensions():
         name = f"mxpose.{sub}.{mod}"
         if only and only not in name:
             continue
+        headers = sorted(glob.glob(os.path.join(os.path.dirname(src), "*.h")))
         exts.append(Extension(name, [src], include_dirs=[numpy.get_include()],
-                              extra_compile_args=["-O3"],
+                              depends=headers, extra_compile_args=["-O3"],
                               define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]))
     return cythonize(exts, language_level=3, annotate=False,
                      compiler_directives={"boundscheck": False, "wraparound": False,

@@ -102,6 +102,27 @@ def test_other_geometries_match_reference(mode, stride, sigma, width, shape):
                                rtol=0, atol=ATOL)
 
 
+@pytest.mark.parametrize("merge", ["max", "sum_clip"])
+@pytest.mark.parametrize("shape", [(12, 8), (20, 9), (17, 30)])
+def test_eight_cell_rows_at_the_map_edges_match_reference(merge, shape):
+    # Gaussians of sigma 7 at stride 8 span <= 8 cells, so on x86 their rows are drawn
+    # 8 cells at a time (SSE2); at the right edge the 8 cells start at W - 8 and cover
+    # cells left of the window, which must stay as they are. People crowd the edges here,
+    # on maps exactly 8 or barely more cells wide.
+    rng = np.random.default_rng(17)
+    H, W = shape
+    kp = np.zeros((6, SK.num_keypoints, 3), np.float32)
+    kp[..., 0] = rng.choice([rng.uniform(-20, 30), rng.uniform(8 * W - 40, 8 * W + 20)],
+                            size=kp.shape[:2])
+    kp[..., 0] += rng.uniform(-6, 6, kp.shape[:2])
+    kp[..., 1] = rng.uniform(-20, 8 * H + 20, kp.shape[:2])
+    kp[..., 2] = 2
+    got = render_heatmaps(kp, shape, 8, 7.0, merge=merge)
+    want = R.heatmaps_ref(kp, shape, 8, 7.0, merge=merge)
+    np.testing.assert_allclose(got, want, rtol=0, atol=ATOL)
+    assert (got[:-1] > 0.5).any()
+
+
 def test_every_cell_is_written():
     # Outputs are filled completely: stale values in a reused buffer must not survive.
     kp = random_people(5, 3)

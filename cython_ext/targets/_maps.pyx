@@ -7,6 +7,9 @@ only touches the cells inside each Gaussian's window or each limb's box, after a
 ``memset`` of each output channel right before it is drawn (so the drawing finds the
 channel in L1 cache; one memset of all channels up front measured 6-7 % slower) and a
 fill of the background channel with 1.
+Heatmap rows of Gaussians at most 8 cells wide are drawn 8 cells at a time with SSE2
+(``_maps_simd.h``; same operations in the same precision, bit-identical to the scalar
+loops, which run elsewhere and where SSE2 is missing).
 Arithmetic is in double; outputs are float32. Shapes are checked here too (cheaply),
 because with bounds checks off a wrong shape would write outside the arrays.
 
@@ -18,6 +21,15 @@ from libc.string cimport memset
 
 cdef extern from "math.h" nogil:
     bint isfinite(double x)
+
+# SSE2 rows of 8 heatmap cells, bit-identical to the scalar loops below (MXP_SIMD8 is 0
+# where SSE2 is missing; then only the scalar loops run).
+cdef extern from "_maps_simd.h" nogil:
+    const int MXP_SIMD8
+    void mxp_row8_max(float *row, float *bg, const double *gx, const double *ex, double gy,
+                      double ey, double cut)
+    void mxp_row8_sum(float *row, float *bg, const double *gx, const double *ex, double gy,
+                      double ey, double cut)
 
 # CMU's cut: a Gaussian is not drawn where its exponent exceeds ln(100) (value < 1 %).
 # The constant is CMU's rounded 4.6052, not log(100) = 4.60517..., so cmu mode matches.
@@ -72,6 +84,10 @@ def render_heatmaps(const float[:, :, ::1] kpts, float[:, :, ::1] out, double st
     cdef double radius = sqrt(_CUT / inv2s2)
     cdef double step = exp(-2.0 * stride * stride * inv2s2)
     cdef double x, y, d, g, t, eyj, gyj
+    cdef double e8[8]
+    cdef double g8[8]
+    cdef Py_ssize_t xs
+    cdef double inf = float("inf")
     cdef float *row
     cdef float *bg = NULL
     cdef float *brow
@@ -119,6 +135,41 @@ def render_heatmaps(const float[:, :, ::1] kpts, float[:, :, ::1] out, double st
                 # The 2-D Gaussian is separable: per-axis factors instead of one exp per
                 # cell, and along an axis g[i+1] = g[i] * q[i] with q[i+1] = q[i] * step,
                 # so each axis costs two exps. The cut uses the exact exponents.
+                if MXP_SIMD8 and W >= 8 and x1 - x0 < 8:
+                    # Rows of 8 cells in SSE2 (1.07-1.11x for the whole sample): the
+                    # row starts at x0, or at W - 8 at the right edge; the cells of the
+                    # 8 outside x0..x1 get an infinite exponent and are left as they are.
+                    xs = x0 if x0 + 8 <= W else W - 8
+                    for i in range(8):
+                        e8[i] = inf
+                        g8[i] = 0.0
+                    d = stride * x0 + off - x
+                    g = exp(-d * d * inv2s2)
+                    t = exp(-(2.0 * d * stride + stride * stride) * inv2s2)
+                    for i in range(x0, x1 + 1):
+                        d = stride * i + off - x
+                        e8[i - xs] = d * d * inv2s2
+                        g8[i - xs] = g
+                        g = g * t
+                        t = t * step
+                    d = stride * y0 + off - y
+                    g = exp(-d * d * inv2s2)
+                    t = exp(-(2.0 * d * stride + stride * stride) * inv2s2)
+                    for j in range(y0, y1 + 1):
+                        d = stride * j + off - y
+                        eyj = d * d * inv2s2
+                        gyj = g
+                        g = g * t
+                        t = t * step
+                        if eyj > cut:
+                            continue
+                        row = &out[k, j, xs]
+                        brow = &bg[j * W + xs] if background else scratch
+                        if sum_clip:
+                            mxp_row8_sum(row, brow, g8, e8, gyj, eyj, cut)
+                        else:
+                            mxp_row8_max(row, brow, g8, e8, gyj, eyj, cut)
+                    continue
                 d = stride * x0 + off - x
                 g = exp(-d * d * inv2s2)
                 t = exp(-(2.0 * d * stride + stride * stride) * inv2s2)
