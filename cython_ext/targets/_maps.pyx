@@ -63,6 +63,26 @@ cdef inline Py_ssize_t _clamp_hi(double v, Py_ssize_t n) noexcept nogil:
     return <Py_ssize_t>v
 
 
+
+cdef inline void _gauss_axis(double *e, double *g, Py_ssize_t lo, Py_ssize_t hi,
+                             Py_ssize_t base, double p, double stride, double off,
+                             double inv2s2, double step) noexcept nogil:
+    """One axis of a separable Gaussian at ``p``: for cells lo..hi, the exponent
+    ``e[i - base] = d^2 / (2 sigma^2)`` and the factor ``g[i - base] = exp(-e)`` with
+    ``d = stride * i + off - p``, by the recurrence g[i+1] = g[i] * q[i], q[i+1] = q[i] *
+    step (two exps per axis)."""
+    cdef Py_ssize_t i
+    cdef double d = stride * lo + off - p
+    cdef double f = exp(-d * d * inv2s2)
+    cdef double q = exp(-(2.0 * d * stride + stride * stride) * inv2s2)
+    for i in range(lo, hi + 1):
+        d = stride * i + off - p
+        e[i - base] = d * d * inv2s2
+        g[i - base] = f
+        f = f * q
+        q = q * step
+
+
 def render_heatmaps(const float[:, :, ::1] kpts, float[:, :, ::1] out, double stride,
                     double sigma, double shift, bint sum_clip, bint background):
     """Render Gaussian heatmaps of people ``kpts`` (N, K, 3) into ``out`` (C, H, W).
@@ -143,51 +163,20 @@ def render_heatmaps(const float[:, :, ::1] kpts, float[:, :, ::1] out, double st
                     for i in range(8):
                         e8[i] = inf
                         g8[i] = 0.0
-                    d = stride * x0 + off - x
-                    g = exp(-d * d * inv2s2)
-                    t = exp(-(2.0 * d * stride + stride * stride) * inv2s2)
-                    for i in range(x0, x1 + 1):
-                        d = stride * i + off - x
-                        e8[i - xs] = d * d * inv2s2
-                        g8[i - xs] = g
-                        g = g * t
-                        t = t * step
-                    d = stride * y0 + off - y
-                    g = exp(-d * d * inv2s2)
-                    t = exp(-(2.0 * d * stride + stride * stride) * inv2s2)
+                    _gauss_axis(e8, g8, x0, x1, xs, x, stride, off, inv2s2, step)
+                    _gauss_axis(ey, gy, y0, y1, 0, y, stride, off, inv2s2, step)
                     for j in range(y0, y1 + 1):
-                        d = stride * j + off - y
-                        eyj = d * d * inv2s2
-                        gyj = g
-                        g = g * t
-                        t = t * step
-                        if eyj > cut:
+                        if ey[j] > cut:
                             continue
                         row = &out[k, j, xs]
                         brow = &bg[j * W + xs] if background else scratch
                         if sum_clip:
-                            mxp_row8_sum(row, brow, g8, e8, gyj, eyj, cut)
+                            mxp_row8_sum(row, brow, g8, e8, gy[j], ey[j], cut)
                         else:
-                            mxp_row8_max(row, brow, g8, e8, gyj, eyj, cut)
+                            mxp_row8_max(row, brow, g8, e8, gy[j], ey[j], cut)
                     continue
-                d = stride * x0 + off - x
-                g = exp(-d * d * inv2s2)
-                t = exp(-(2.0 * d * stride + stride * stride) * inv2s2)
-                for i in range(x0, x1 + 1):
-                    d = stride * i + off - x
-                    ex[i] = d * d * inv2s2
-                    gx[i] = g
-                    g = g * t
-                    t = t * step
-                d = stride * y0 + off - y
-                g = exp(-d * d * inv2s2)
-                t = exp(-(2.0 * d * stride + stride * stride) * inv2s2)
-                for j in range(y0, y1 + 1):
-                    d = stride * j + off - y
-                    ey[j] = d * d * inv2s2
-                    gy[j] = g
-                    g = g * t
-                    t = t * step
+                _gauss_axis(ex, gx, x0, x1, 0, x, stride, off, inv2s2, step)
+                _gauss_axis(ey, gy, y0, y1, 0, y, stride, off, inv2s2, step)
                 # Branch-free inner loops: cells past the cut add 0 / do not raise the
                 # max (a data-dependent branch here mispredicts about half the time).
                 # A cell's heatmap value only grows (max, or a clipped sum of positive
