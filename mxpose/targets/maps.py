@@ -379,7 +379,6 @@ class TargetRenderer:
         self.mask = np.ones((H, W), dtype=np.float32)
         self.heat_mask = np.ones((K + 1, H, W), dtype=np.float32)
         self.paf_mask = np.ones((2 * L, H, W), dtype=np.float32)
-        self._mask1 = np.ones((1, H, W), dtype=np.float32)   # render(expand_masks=False)
         self._count = np.zeros((H, W), dtype=np.int32)
         self._shift = -1.0 if self.mode == "cmu" else 0.0
         self._sum_clip = self.merge == "sum_clip"
@@ -429,44 +428,33 @@ class TargetRenderer:
         (a pair of float32 arrays, any contents) receives the masks instead of the
         renderer's own buffers.
         """
-        if out is not None:
+        plain = supervise is None and heat_weight is None and paf_weight is None
+        if out is None:
+            # _masks_are_ones: the own stacks hold ones (only this branch writes them)
+            if plain and self._masks_are_ones:
+                return self.heat_mask, self.paf_mask
+            hmask, pmask = self.heat_mask, self.paf_mask
+        else:
             hmask = _buffer(out[0], self.heat_mask.shape, "heat_mask")
             pmask = _buffer(out[1], self.paf_mask.shape, "paf_mask")
-            if supervise is None:
-                if not self._masks_are_ones:
-                    self.mask.fill(1.0)
-            else:
-                render_masks(supervise, self.out_shape, self.stride, out=self.mask)
-                self._masks_are_ones = False    # self.mask is no longer all ones
-            expand_mask(self.mask, hmask.shape[0], heat_weight, out=hmask)
-            expand_mask(self.mask, pmask.shape[0], paf_weight, out=pmask)
-            return hmask, pmask
-        if supervise is None:
-            if not self._masks_are_ones or heat_weight is not None or paf_weight is not None:
-                self.mask.fill(1.0)
-                self._expand(heat_weight, paf_weight)
-                self._masks_are_ones = heat_weight is None and paf_weight is None
-        else:
-            render_masks(supervise, self.out_shape, self.stride, out=self.mask)
-            self._expand(heat_weight, paf_weight)
-            self._masks_are_ones = False
-        return self.heat_mask, self.paf_mask
+        self.render_mask(supervise)
+        expand_mask(self.mask, hmask.shape[0], heat_weight, out=hmask)
+        expand_mask(self.mask, pmask.shape[0], paf_weight, out=pmask)
+        if out is None:
+            self._masks_are_ones = plain
+        return hmask, pmask
 
     def render_mask(self, supervise=None, out=None) -> np.ndarray:
         """Fill and return the ``(1, H, W)`` loss mask: ``supervise`` (h, w) pooled to the
         map (see :func:`render_masks`), or all ones when None. The loss broadcasts it over
         the channels (:class:`mxpose.loss.MultiStageL2Loss`). ``out``: the array to fill
-        (default: the renderer's own buffer, overwritten by the next call)."""
-        m = self._mask1 if out is None else _buffer(out, self._mask1.shape, "mask")
+        (default: a view of the renderer's own ``mask``, overwritten by the next call)."""
+        m = self.mask[None] if out is None else _buffer(out, (1,) + self.out_shape, "mask")
         if supervise is None:
             m.fill(1.0)
         else:
             render_masks(supervise, self.out_shape, self.stride, out=m[0])
         return m
-
-    def _expand(self, heat_weight, paf_weight):
-        expand_mask(self.mask, self.heat_mask.shape[0], heat_weight, out=self.heat_mask)
-        expand_mask(self.mask, self.paf_mask.shape[0], paf_weight, out=self.paf_mask)
 
     def render(self, keypoints, supervise=None, heat_weight=None, paf_weight=None,
                copy: bool = False, expand_masks: bool = True) -> dict:
@@ -498,19 +486,16 @@ class TargetRenderer:
         """
         # copy: render straight into new arrays (every cell is written), which spares
         # rendering into the own buffers and then copying 4 maps per sample.
-        maps_out = masks_out = None
-        if copy:
-            maps_out = (np.empty_like(self.heatmaps), np.empty_like(self.pafs))
-            if expand_masks:
-                masks_out = (np.empty_like(self.heat_mask), np.empty_like(self.paf_mask))
         if not expand_masks and (heat_weight is not None or paf_weight is not None):
             raise ValueError("per-channel mask weights need expand_masks=True")
-        hm, paf = self.render_maps(keypoints, out=maps_out)
+        hm, paf = self.render_maps(keypoints, out=(np.empty_like(self.heatmaps),
+                                                   np.empty_like(self.pafs)) if copy else None)
         if expand_masks:
-            hmask, pmask = self.render_masks(supervise, heat_weight, paf_weight, out=masks_out)
+            out = (np.empty_like(self.heat_mask), np.empty_like(self.paf_mask)) if copy else None
+            hmask, pmask = self.render_masks(supervise, heat_weight, paf_weight, out=out)
         else:
-            hmask = pmask = self.render_mask(supervise, out=np.empty_like(self._mask1)
-                                             if copy else None)
+            out = np.empty((1,) + self.out_shape, dtype=np.float32) if copy else None
+            hmask = pmask = self.render_mask(supervise, out=out)
         return {"heatmaps": hm, "heat_mask": hmask, "pafs": paf, "paf_mask": pmask}
 
     def __repr__(self):
