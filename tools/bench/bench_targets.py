@@ -177,13 +177,14 @@ def main(argv=None):
     mask_us = _median_us(lambda s: r.render_masks(s), [sup], max(200, args.repeats // 10))
     pool_us = _median_us(lambda s: render_masks(s, grid, STRIDE, out=r.mask), [sup],
                          max(200, args.repeats // 10))
-    # What a loader worker runs per sample: maps and masks rendered into new arrays
-    # (render(copy=True)), the last 10 samples' targets kept alive as in a batch.
+    # What a loader worker runs per sample (PoseDataset's call): maps and the (1, H, W)
+    # loss mask rendered into new arrays, the last 10 samples' targets kept alive as in a
+    # batch.
     people = [make_people(rng, max(args.people), tmpl) for _ in range(args.samples)]
     held = []
 
     def loader_path(kp):
-        held.append(r.render(kp, sup, copy=True))
+        held.append(r.render(kp, sup, copy=True, expand_masks=False))
         if len(held) > 10:
             held.pop(0)
     loader_us = _median_us(loader_path, people, max(200, args.repeats // 10))
@@ -204,8 +205,8 @@ def main(argv=None):
               f"  {('yes' if row['met'] else 'NO') if 'met' in row else '-'}")
     print(f"loss masks: pool 368x368 -> 46x46 {pool_us:.1f} us; pool + expand to "
           f"({skel.num_heatmaps}, 46, 46) and ({skel.num_pafs}, 46, 46) {mask_us:.1f} us")
-    print(f"loader path ({max(args.people)} people, a mask, maps and masks into new arrays "
-          f"as the Dataset renders them): {loader_us:.1f} us")
+    print(f"loader path ({max(args.people)} people, a mask; maps and one (1, 46, 46) mask into "
+          f"new arrays, as the Dataset renders them): {loader_us:.1f} us")
 
     if args.json:
         doc = {"benchmark": "targets", "input_size": INPUT, "stride": STRIDE,
